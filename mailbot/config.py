@@ -1,0 +1,352 @@
+"""One YAML file -> typed, validated objects, parsed once at start and passed explicitly.
+
+A file describes either one office (the keys `office`, `imap`, `smtp`, `departments`, ... at
+the top) or several (`offices: [...]`, each with those keys); `database` and `archive` are
+shared by all offices of a deployment.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+_EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+def _email(value: str) -> str:
+    if not isinstance(value, str) or not _EMAIL.match(value.strip()):
+        raise ValueError("not an email address")
+    return value.strip().lower()
+
+
+Email = Annotated[str, AfterValidator(_email)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Office(_Model):
+    id: str = "default"
+    name: str
+    address: Email
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a known time zone (e.g. Asia/Shanghai)") from None
+        return value
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError("use lower-case letters, digits, '-' or '_' (at most 40)")
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1]
+
+
+Security = Literal["ssl", "starttls", "none"]
+
+
+class _Server(_Model):
+    host: str
+    security: Security = "ssl"
+    user: str | None = None
+    password_env: str | None = None
+    timeout_seconds: float = Field(60, gt=0)
+
+    def password(self) -> str | None:
+        """Read the secret from the environment variable the config names, at use time."""
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError([f"environment variable {self.password_env} is not set (password for {self.user or self.host})"])
+        return value
+
+    @model_validator(mode="after")
+    def _loopback_only_plain(self):
+        if self.security == "none" and self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("security 'none' is only allowed for a loopback host (127.0.0.1, localhost, ::1)")
+        return self
+
+
+class ImapIdCommand(_Model):
+    enabled: Literal["auto", "always", "never"] = "auto"
+    fields: dict[str, str] = Field(default_factory=lambda: {
+        "name": "mailbot", "version": "0.1", "vendor": "mailbot", "support-email": "",
+    })
+
+
+class Imap(_Server):
+    port: int = Field(993, gt=0, lt=65536)
+    user: str
+    password_env: str = "MAILBOT_IMAP_PASSWORD"
+    folder: str = "INBOX"
+    processed_folder: str = "已处理"
+    quarantine_folder: str = "待人工处理"
+    sent_folder: str | None = None
+    poll_seconds: float = Field(60, gt=0)
+    batch_size: int = Field(20, ge=1, le=500)
+    idle: bool = True
+    id_command: ImapIdCommand = ImapIdCommand()
+
+
+class Smtp(_Server):
+    port: int = Field(465, gt=0, lt=65536)
+    rate_per_minute: int = Field(20, ge=1)
+    max_attempts: int = Field(8, ge=1)
+    retry_base_seconds: float = Field(60, gt=0)
+
+
+class Database(_Model):
+    url: str = "sqlite:///var/mailbot.db"
+
+
+class Archive(_Model):
+    dir: Path = Path("var/archive")
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Schedule(_Model):
+    deadline_day: int = Field(25, ge=1, le=28)
+    reminder_days: list[Annotated[int, Field(ge=1, le=28)]] = Field(default_factory=lambda: [20, 24])
+    notice_day: int = Field(26, ge=1, le=28)
+    send_time: str = "09:00"
+    deadline_moves_on_holiday: bool = False
+    weekly_digest_day: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] | None = "monday"
+
+    @field_validator("send_time")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("use HH:MM, 24-hour (e.g. 09:00)")
+        return value
+
+    @model_validator(mode="after")
+    def _order(self):
+        if any(day > self.deadline_day for day in self.reminder_days):
+            raise ValueError("reminder_days must not fall after deadline_day")
+        if self.notice_day <= self.deadline_day:
+            raise ValueError("notice_day must fall after deadline_day")
+        return self
+
+
+class Recipients(_Model):
+    digest: list[Email] = Field(default_factory=list)
+    escalation: list[Email] = Field(default_factory=list)
+
+
+class Limits(_Model):
+    """Bounds on what one message may make us read; beyond them the sender is told, not the parser."""
+
+    max_message_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    max_attachment_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_uncompressed_bytes: int = Field(100 * 1024 * 1024, gt=0)
+    max_compression_ratio: int = Field(200, gt=0)
+    max_rows: int = Field(50_000, gt=0)
+    max_columns: int = Field(50, gt=0)
+    max_zip_members: int = Field(20, gt=0)
+
+
+Severity = Literal["error", "warning", "off"]
+
+
+class Rules(_Model):
+    """Severity per problem code; codes not listed keep their built-in default."""
+
+    severity: dict[str, Severity] = Field(default_factory=dict)
+
+
+class Replies(_Model):
+    daily_cap_per_sender: int = Field(10, ge=1)
+
+
+class Authentication(_Model):
+    """Which `Authentication-Results` header to trust: the one the office's provider adds."""
+
+    trusted_authserv_id: str | None = None
+
+
+class Department(_Model):
+    id: str
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    emails: list[Email] = Field(min_length=1)
+    since: str | None = None  # first period owed, YYYY-MM
+    until: str | None = None  # last period owed, YYYY-MM (a retired department)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError("use lower-case letters, digits, '-' or '_' (at most 40)")
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _period(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^\d{4}-(0[1-9]|1[0-2])$", str(value)):
+            raise ValueError("use YYYY-MM (e.g. 2026-03)")
+        return value
+
+    def owes(self, period: str) -> bool:
+        return (self.since is None or self.since <= period) and (self.until is None or period <= self.until)
+
+
+class OfficeConfig(_Model):
+    """Everything about one office: its identity, mailbox, schedule and departments."""
+
+    office: Office
+    imap: Imap
+    smtp: Smtp
+    schedule: Schedule = Schedule()
+    recipients: Recipients = Recipients()
+    limits: Limits = Limits()
+    rules: Rules = Rules()
+    replies: Replies = Replies()
+    authentication: Authentication = Authentication()
+    departments: list[Department] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        seen_ids: set[str] = set()
+        owner: dict[str, str] = {}
+        for dept in self.departments:
+            if dept.id in seen_ids:
+                raise ValueError(f"departments: id {dept.id!r} appears twice")
+            seen_ids.add(dept.id)
+            for email in dept.emails:
+                if email in owner:
+                    raise ValueError(f"departments: {email} is registered to both {owner[email]!r} and {dept.id!r}")
+                owner[email] = dept.id
+        return self
+
+    @property
+    def id(self) -> str:
+        return self.office.id
+
+    def department(self, dept_id: str) -> Department | None:
+        return next((d for d in self.departments if d.id == dept_id), None)
+
+    def department_for(self, address: str) -> Department | None:
+        address = address.strip().lower()
+        return next((d for d in self.departments if address in d.emails), None)
+
+
+_OFFICE_KEYS = set(OfficeConfig.model_fields)
+
+
+class Config(_Model):
+    database: Database = Database()
+    archive: Archive = Archive()
+    offices: list[OfficeConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_offices(self):
+        ids = [o.id for o in self.offices]
+        if len(set(ids)) != len(ids):
+            raise ValueError("offices: every office needs its own office.id")
+        return self
+
+    def office(self, office_id: str | None = None) -> OfficeConfig:
+        if office_id is None:
+            if len(self.offices) != 1:
+                raise ConfigError([f"several offices are configured; choose one of: {', '.join(o.id for o in self.offices)}"])
+            return self.offices[0]
+        for office in self.offices:
+            if office.id == office_id:
+                return office
+        raise ConfigError([f"no office with id {office_id!r}"])
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def parse(data: object) -> Config:
+    """Validate a decoded YAML document; `ConfigError.errors` names each bad key's path."""
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): expected a mapping of keys (office, imap, smtp, departments, ...)"])
+    single = "offices" not in data
+    if single:
+        shared = {k: data[k] for k in ("database", "archive") if k in data}
+        unknown = set(data) - _OFFICE_KEYS - {"database", "archive"}
+        rest = {k: v for k, v in data.items() if k not in ("database", "archive")}
+        doc = {**shared, "offices": [rest]}
+        if unknown:
+            raise ConfigError([f"{k}: unknown key" for k in sorted(unknown)])
+    else:
+        doc = data
+    try:
+        config = Config.model_validate(doc)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            if single and loc[:2] == ("offices", 0):
+                loc = loc[2:]
+            # pydantic puts the failing validator's name in loc for Annotated types; drop it
+            loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "required key is missing"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{_path(loc)}: {msg}" if loc else msg)
+        raise ConfigError(lines) from None
+    return config
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Load from `path`, else from $MAILBOT_CONFIG. Relative paths in the file are relative to the cwd."""
+    path = path or os.environ.get("MAILBOT_CONFIG")
+    if not path:
+        raise ConfigError(["no configuration: pass --config PATH or set MAILBOT_CONFIG"])
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    return parse(data)
