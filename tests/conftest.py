@@ -1,0 +1,59 @@
+"""Fixtures backed by real servers: a session-wide Dovecot (fresh user per test) and an
+aiosmtpd capture. The server classes live in tests/servers.py; import them as
+``from tests.servers import ...`` (bench/ and scripts do the same from the repo root)."""
+
+import itertools
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # so `tests.servers` imports however pytest was started
+    sys.path.insert(0, str(REPO))
+
+from tests.servers import DOVECOT_BINARY, Dovecot, SmtpCapture  # noqa: E402
+
+SMTP_AUTH = ("mailbot", "smtp-secret")
+_user_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def dovecot_server():
+    """One Dovecot for the session (plain IMAP on ``.port``, implicit TLS on ``.tls_port``)."""
+    if not DOVECOT_BINARY.exists():
+        pytest.skip(f"{DOVECOT_BINARY} missing: IMAP tests need `apt-get install dovecot-imapd`")
+    root = Path(tempfile.mkdtemp(prefix="mailbot-dovecot-"))
+    server = Dovecot(root, tls=True).start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def mailbox_account(dovecot_server):
+    """A brand-new user (empty mailbox) on the session Dovecot: ``host``, ``port``, ``user``,
+    ``password``, ``append(raw, folder)``, ``uids(folder)``, ``messages(folder)``, ``folders()``."""
+    if not dovecot_server.running:  # a previous test stopped or killed it
+        dovecot_server.start()
+    user = f"office{next(_user_numbers)}-{uuid.uuid4().hex[:6]}@example.test"
+    return dovecot_server.add_user(user, uuid.uuid4().hex)
+
+
+@pytest.fixture
+def smtp_server():
+    """A fresh SMTP capture (starts in ~5 ms): ``host``, ``port``, ``auth`` (user, password;
+    AUTH offered, not required), ``messages``, ``wait_for(n)``, ``clear()``, fault modes."""
+    with SmtpCapture(auth=SMTP_AUTH) as capture:
+        yield capture
+
+
+@pytest.fixture
+def tmp_var(tmp_path):
+    """An empty directory for the database, archive and other runtime files."""
+    var = tmp_path / "var"
+    var.mkdir()
+    return var
