@@ -1,8 +1,41 @@
-"""Bytes of an attachment -> sheets of cell values (xlsx, xls, csv, docx, zip)."""
+"""Bytes of an attachment -> sheets of cell values (xlsx, xls, csv, docx, zip).
+
+The bytes are hostile until proven otherwise: the type comes from the content, never the
+name; every zip is measured before it is opened and again while it inflates; every library
+failure becomes a `Rejected` whose message tells the sender what to do.
+"""
 from __future__ import annotations
 
+import codecs
+import copy
+import csv
 import datetime as dt
+import io
+import itertools
+import pickle
+import re
+import subprocess
+import sys
+import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import defusedxml.ElementTree  # noqa: F401  (hard dependency: openpyxl only defuses when it is importable)
+import openpyxl
+import python_calamine  # noqa: F401  (used in a child process: fail here, not on every .xls)
+from openpyxl.utils.cell import range_boundaries
+from openpyxl.xml import functions as _oxml
+
+from .config import Limits
+from .errors import Problem, Rejected
+
+if not openpyxl.DEFUSEDXML or not _oxml.iterparse.__module__.startswith("defusedxml"):
+    raise ImportError(
+        "mailbot.workbook refuses to run: openpyxl is not parsing XML through defusedxml "
+        "(install defusedxml and do not set OPENPYXL_DEFUSEDXML=False)"
+    )
 
 Cell = None | str | int | float | bool | dt.datetime | dt.date | dt.time
 
@@ -12,10 +45,388 @@ class Sheet:
     name: str
     rows: list[tuple[Cell, ...]]  # rows[i] is spreadsheet row i + 1
     merged: list[tuple[int, int, int, int]] = field(default_factory=list)  # (min_row, min_col, max_row, max_col), 1-based
+    hidden: bool = False  # hidden sheets often hold old months or lookup lists
 
 
 @dataclass
 class Workbook:
-    kind: str  # "xlsx", "xls", "csv", "docx"
+    kind: str  # "xlsx", "xls", "csv", "docx", "zip"
     sheets: list[Sheet]
     filename: str = ""
+
+
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_IMAGES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x19\x1b-\x1f\x7f]")
+_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\b[^>]*?\bref="([A-Za-z]{1,3}[0-9]+:[A-Za-z]{1,3}[0-9]+)"')
+_EXCEL_MAX_ROWS = 1_048_576  # nothing legitimate lies below; stop padding there
+_RATIO_FLOOR = 1 << 20  # members smaller than this cannot hurt whatever their ratio
+_CHUNK = 1 << 16
+_HEADER_WORDS = ("单位", "报送人", "报送日期")
+_RESAVE = "请在Excel或WPS中打开该文件，“另存为”.xlsx格式后重新发送。"
+_SAY = {  # problem code[:variant] -> what the sender reads
+    "too_large": "附件“{name}”大小约{size}，超过系统可接收的{limit}上限。请删除与清单无关的内容（如图片、多余的工作表）后重新发送。",
+    "encrypted": "附件“{name}”设置了打开密码，系统无法读取，请取消文件密码后重新发送。",
+    "encrypted:zip": "附件“{name}”设置了解压密码，系统无法读取，请直接发送未加密的清单文件。",
+    "not_a_table:pdf": "附件“{name}”是PDF文件，系统无法从中读取清单内容。请发送Excel格式（.xlsx）的清单原件，不要转换为PDF。",
+    "not_a_table:image": "附件“{name}”是图片，系统无法从中读取清单内容。请发送Excel格式（.xlsx）的清单原件，不要拍照或截图。",
+    "not_a_table:zip": "压缩包“{name}”中没有找到Excel、WPS、Word或CSV格式的清单文件。请直接发送Excel格式（.xlsx）的清单。",
+    "unreadable": "附件“{name}”无法读取，文件可能已损坏或不是受支持的表格格式。" + _RESAVE,
+    "zip_bomb": "附件“{name}”解压后体积异常（超过{limit}或压缩比例异常），系统已停止读取。请确认发送的是清单原件，" + _RESAVE[1:],
+    "too_many_rows": "附件“{name}”的工作表“{sheet}”超过{limit}行，超出系统处理上限。请只保留本月清单内容，删除多余的行后重新发送。",
+    "too_many_columns": "附件“{name}”的工作表“{sheet}”超过{limit}列，超出系统处理上限。请按模板的列填写，删除多余的列后重新发送。",
+    "too_many_files": "压缩包“{name}”内文件过多（超过{limit}个）。请只发送清单表格文件，不要打包其他材料。",
+}
+
+
+def _reject(key: str, name: str, sheet: str | None = None, **facts):
+    message = _SAY[key].format(name=name, sheet=sheet, **facts)
+    raise Rejected([Problem(key.partition(":")[0], message, sheet=sheet)])
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f}MB" if n >= 2**20 else f"{max(n // 1024, 1)}KB"
+
+
+# ---------------------------------------------------------------- sniffing
+
+def sniff(data: bytes) -> str:
+    """Type from the first bytes: xlsx, docx, zip, xls, encrypted, pdf, image, csv or unknown."""
+    if data.startswith(b"PK\x03\x04"):
+        try:
+            names = {n.lower() for n in zipfile.ZipFile(io.BytesIO(data)).namelist()}
+        except Exception:
+            return "zip"  # broken archive: reading it will say so
+        if "xl/workbook.xml" in names:
+            return "xlsx"
+        if "word/document.xml" in names:
+            return "docx"
+        if "[content_types].xml" in names or "mimetype" in names:
+            return "unknown"  # another office document (pptx, xlsb, ods...): not an archive of files
+        return "zip"
+    if data.startswith(_OLE):
+        try:
+            import msoffcrypto
+
+            if msoffcrypto.OfficeFile(io.BytesIO(data)).is_encrypted():
+                return "encrypted"
+        except Exception:
+            pass  # not an Office OLE file msoffcrypto knows; calamine will judge it
+        return "xls"
+    if data.startswith(b"%PDF"):
+        return "pdf"
+    if data.startswith(_IMAGES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return "image"
+    return "csv" if _decode(data[:_CHUNK], final=len(data) <= _CHUNK) is not None else "unknown"
+
+
+def _decode(data: bytes, final: bool = True) -> str | None:
+    """Text in UTF-8 (BOM or not), UTF-16 with BOM (Excel's "Unicode text") or GB18030; None if binary."""
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        encodings = ("utf-16",)
+    elif not data or b"\x00" in data:
+        return None
+    else:
+        encodings = ("utf-8-sig", "gb18030")
+    for encoding in encodings:
+        try:
+            text = codecs.getincrementaldecoder(encoding)().decode(data, final=final)
+        except UnicodeDecodeError:
+            continue
+        return None if _CONTROL.search(text) else text
+    return None
+
+
+# ---------------------------------------------------------------- entry point
+
+def read(data: bytes, filename: str, limits: Limits, *, _depth: int = 0) -> Workbook:
+    """Every sheet of one attachment; raises `Rejected` for anything the sender must fix."""
+    name = filename or "附件"
+    if len(data) > limits.max_attachment_bytes:
+        _reject("too_large", name, size=_size(len(data)), limit=_size(limits.max_attachment_bytes))
+    kind = sniff(data)
+    if kind == "encrypted":
+        _reject("encrypted", name)
+    if kind in ("pdf", "image"):
+        _reject(f"not_a_table:{kind}", name)
+    if kind == "unknown":
+        _reject("unreadable", name)
+    reader = {"xlsx": _read_xlsx, "xls": _read_xls, "csv": _read_csv, "docx": _read_docx, "zip": _read_archive}[kind]
+    try:
+        sheets = reader(data, name, limits, _depth)
+    except Rejected:
+        raise
+    except Exception:  # whatever the libraries raise on a damaged file, the sender can only re-save it
+        _reject("unreadable", name)
+    return Workbook(kind, sheets, filename)
+
+
+# ---------------------------------------------------------------- zip safety
+
+def _open_zip(data: bytes, name: str, limits: Limits) -> zipfile.ZipFile:
+    """Open a zip only after its central directory promises a sane size; `_inflate` holds it to that."""
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    total = 0
+    for info in zf.infolist():
+        if info.flag_bits & 0x1:
+            _reject("encrypted:zip", name)
+        total += info.file_size
+        if info.file_size > _RATIO_FLOOR and info.file_size > limits.max_compression_ratio * max(info.compress_size, 1):
+            _reject("zip_bomb", name, limit=_size(limits.max_uncompressed_bytes))
+    if total > limits.max_uncompressed_bytes:
+        _reject("zip_bomb", name, limit=_size(limits.max_uncompressed_bytes))
+    return zf
+
+
+def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limits: Limits):
+    """Yield a member's bytes in chunks, stopping at the first byte beyond its declared size.
+
+    zipfile silently stops at the declared size (and then blames the CRC): ask it for one byte
+    more, without its CRC check, to tell a lying header from a damaged file; check the CRC here.
+    """
+    probe = copy.copy(info)
+    probe.file_size = info.file_size + 1
+    del probe.CRC
+    seen = crc = 0
+    with zf.open(probe) as fh:
+        while chunk := fh.read(_CHUNK):
+            seen += len(chunk)
+            if seen > info.file_size:
+                _reject("zip_bomb", name, limit=_size(limits.max_uncompressed_bytes))
+            crc = zlib.crc32(chunk, crc)
+            yield chunk
+    if seen != info.file_size or crc != info.CRC:
+        raise zipfile.BadZipFile(f"{info.filename}: damaged member")
+
+
+def _scan(zf: zipfile.ZipFile, name: str, limits: Limits) -> dict[str, list[str]]:
+    """Inflate every member once (bounded); refuse XML with a DTD; collect each sheet's merge refs."""
+    merges: dict[str, list[str]] = {}
+    for info in zf.infolist():
+        xml = info.filename.endswith((".xml", ".rels", ".vml"))
+        sheet = info.filename.startswith("xl/worksheets/")
+        tail, refs = b"", []
+        for chunk in _inflate(zf, info, name, limits):
+            if not xml:
+                continue
+            buf = tail + chunk
+            if b"<!DOCTYPE" in buf or b"<!ENTITY" in buf:  # OOXML never needs one; XXE and entity bombs do
+                _reject("unreadable", name)
+            if sheet:
+                refs += [m.group(1).decode() for m in _MERGE.finditer(buf) if m.end() > len(tail)]
+            tail = buf[-256:]
+        if refs:
+            merges[info.filename] = list(dict.fromkeys(refs))
+    return merges
+
+
+# ---------------------------------------------------------------- readers
+
+def _value(v):
+    if v is None or v == "":
+        return None
+    if isinstance(v, (str, bool, int, float, dt.date, dt.time)):
+        return v
+    return str(v)  # timedelta, error codes, anything exotic: keep it visible as text
+
+
+def _rows(rows, name: str, sheet: str, limits: Limits) -> list[tuple]:
+    """Trimmed rows, refused as soon as data appears beyond the row or column limit.
+
+    Cells past the column limit are only counted, at C speed: a styled empty cell at XFD makes
+    openpyxl hand over 16,384 values per row, and converting them one by one took 37 s for a
+    400 KB file."""
+    out: list[tuple] = []
+    cap = limits.max_columns
+    for number, row in enumerate(rows, 1):
+        extra = row[cap:]
+        wide = extra.count(None) < len(extra) and any(v is not None and v != "" for v in extra)
+        row = [_value(v) for v in row[:cap]]
+        while row and row[-1] is None:
+            row.pop()
+        if number > limits.max_rows:
+            if row or wide:
+                _reject("too_many_rows", name, sheet, limit=limits.max_rows)
+            if number >= _EXCEL_MAX_ROWS:
+                break
+            continue
+        if wide:
+            _reject("too_many_columns", name, sheet, limit=limits.max_columns)
+        out.append(tuple(row))
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def _read_xlsx(data: bytes, name: str, limits: Limits, depth: int) -> list[Sheet]:
+    with _open_zip(data, name, limits) as zf:
+        merges = _scan(zf, name, limits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # openpyxl warns about styles and extensions it skips
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
+        try:
+            sheets = []
+            for ws in wb.worksheets:
+                ws.reset_dimensions()  # WPS writes <dimension ref="A1"/> whatever the content
+                rows = _rows(ws.iter_rows(values_only=True), name, ws.title, limits)
+                refs = merges.get(str(getattr(ws, "_worksheet_path", "")).lstrip("/"), [])
+                merged = [(r0, c0, r1, c1) for c0, r0, c1, r1 in map(range_boundaries, refs)]
+                sheets.append(Sheet(ws.title, rows, merged, ws.sheet_state != "visible"))
+        finally:
+            wb.close()
+    return sheets
+
+
+# calamine is Rust: a damaged .xls can make it abort the whole process (an allocation of
+# hundreds of GB fails, seen within seconds of fuzzing) or allocate rows x columns of a range
+# reaching IV65536 (1 GB from a 6 KB file). So it runs in a child with capped memory and time.
+_XLS_MEMORY = 512 << 20  # address space of the child: ample for 50,000 rows x 50 columns
+_XLS_SECONDS = 60
+_XLS_CHILD = """
+import io, pickle, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({0}, {0}))
+from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
+wb = CalamineWorkbook.from_filelike(io.BytesIO(sys.stdin.buffer.read()))
+out = []
+for i, meta in enumerate(wb.sheets_metadata):
+    if meta.typ == SheetTypeEnum.WorkSheet:
+        ws = wb.get_sheet_by_index(i)
+        out.append((meta.name, meta.visible != SheetVisibleEnum.Visible, ws.start,
+                    [list(r) for r in ws.iter_rows()], getattr(ws, "merged_cell_ranges", None) or []))
+pickle.dump(out, sys.stdout.buffer)
+"""
+
+
+class _Unpickler(pickle.Unpickler):
+    """Only plain values come back from the child: refuse any other class."""
+
+    def find_class(self, module, name):
+        if module == "datetime" and name in ("date", "datetime", "time", "timedelta"):
+            return getattr(dt, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def _read_xls(data: bytes, name: str, limits: Limits, depth: int) -> list[Sheet]:
+    child = subprocess.run([sys.executable, "-I", "-c", _XLS_CHILD.format(_XLS_MEMORY)], input=data,
+                           capture_output=True, timeout=_XLS_SECONDS)
+    if child.returncode != 0:
+        _reject("unreadable", name)
+    sheets = []
+    for title, hidden, start, cells, merges in _Unpickler(io.BytesIO(child.stdout)).load():
+        rows: list = []
+        if start is not None:  # calamine starts at the first used cell; put it back in place
+            lead = (None,) * start[1]
+            rows = _rows(itertools.chain(itertools.repeat((), start[0]), (lead + tuple(r) for r in cells)),
+                         name, title, limits)
+        merged = [(a + 1, b + 1, c + 1, d + 1) for (a, b), (c, d) in merges]
+        sheets.append(Sheet(title, rows, merged, hidden))
+    return sheets
+
+
+def _read_csv(data: bytes, name: str, limits: Limits, depth: int) -> list[Sheet]:
+    text = _decode(data)
+    if text is None:
+        _reject("unreadable", name)
+    head = [line for line in itertools.islice(io.StringIO(text), 50) if line.strip()]
+    delimiter = max(",\t;", key=lambda d: sum(line.count(d) for line in head))  # ties go to ","
+    title = PurePosixPath(name.replace("\\", "/")).stem or "Sheet1"
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    return [Sheet(title, _rows(rows, name, title, limits))]
+
+
+def _read_docx(data: bytes, name: str, limits: Limits, depth: int) -> list[Sheet]:
+    """Each table becomes a sheet; header paragraphs above the first table lead its rows."""
+    import docx
+    from docx.table import Table
+
+    with _open_zip(data, name, limits) as zf:
+        _scan(zf, name, limits)
+    doc = docx.Document(io.BytesIO(data))
+    header: list[tuple] = []
+    sheets: list[Sheet] = []
+    for block in doc.iter_inner_content():
+        if isinstance(block, Table):
+            sheets.append(_docx_table(block, f"表格{len(sheets) + 1}", [] if sheets else header, name, limits))
+        elif not sheets and any(word in block.text for word in _HEADER_WORDS):
+            header.append((block.text,))
+    if not sheets:  # a letter-style reply ("本月无……") still deserves to be read
+        texts = [(p.text,) for p in doc.paragraphs if p.text.strip()]
+        sheets.append(Sheet("正文", _rows(texts, name, "正文", limits)))
+    return sheets
+
+
+def _docx_table(table, title: str, lead: list[tuple], name: str, limits: Limits) -> Sheet:
+    """Walk the layout grid ourselves: a merged cell keeps its text in its top-left position only,
+    as in a spreadsheet (python-docx repeats it, and resolves vertical merges in quadratic time)."""
+    from docx.table import _Cell
+
+    grid: list[list] = []
+    boxes: list[list[int]] = []  # [min_row, min_col, max_row, max_col] of each cell
+    above: dict[int, list[int]] = {}  # grid column -> box covering it in the previous row
+    for r, tr in enumerate(table._tbl.tr_lst, len(lead) + 1):
+        if r > limits.max_rows:
+            _reject("too_many_rows", name, title, limit=limits.max_rows)
+        c = tr.grid_before + 1
+        values: list = [None] * tr.grid_before
+        current: dict[int, list[int]] = {}
+        for tc in tr.tc_lst:
+            span = tc.grid_span
+            if c + span - 1 > limits.max_columns:
+                _reject("too_many_columns", name, title, limit=limits.max_columns)
+            box = above.get(c) if tc.vMerge == "continue" else None
+            if box is None:
+                box = [r, c, r, c + span - 1]
+                boxes.append(box)
+                values.append(_Cell(tc, table).text)
+            else:
+                box[2] = r
+                values.append(None)
+            values += [None] * (span - 1)
+            current.update(dict.fromkeys(range(c, c + span), box))
+            c += span
+        above = current
+        grid.append(values)
+    merged = [tuple(b) for b in boxes if b[:2] != b[2:]]
+    return Sheet(title, _rows(lead + grid, name, title, limits), merged)
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """Chinese Windows zips names in GBK without the UTF-8 flag; zipfile decoded them as CP437."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    raw = info.filename.encode("cp437")
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            pass
+    return info.filename
+
+
+def _read_archive(data: bytes, name: str, limits: Limits, depth: int) -> list[Sheet]:
+    """Every table-like member (one level of nested zip at most), sheets named "member:sheet"."""
+    sheets: list[Sheet] = []
+    problems: list[Problem] = []
+    with _open_zip(data, name, limits) as zf:
+        members = [i for i in zf.infolist() if not i.is_dir()]
+        if len(members) > limits.max_zip_members:
+            _reject("too_many_files", name, limit=limits.max_zip_members)
+        for info in members:
+            member = _member_name(info)
+            if member.startswith("__MACOSX/") or PurePosixPath(member).name.startswith("._"):
+                continue
+            blob = b"".join(_inflate(zf, info, name, limits))
+            kind = sniff(blob)
+            if kind in ("pdf", "image", "unknown") or (kind == "zip" and depth >= 1):
+                continue
+            try:
+                book = read(blob, member, limits, _depth=depth + 1)
+            except Rejected as exc:
+                problems += exc.problems
+                continue
+            sheets += [Sheet(f"{member}:{s.name}", s.rows, s.merged, s.hidden) for s in book.sheets]
+    if problems:
+        raise Rejected(problems)
+    if not sheets:
+        _reject("not_a_table:zip", name)
+    return sheets
