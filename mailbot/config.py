@@ -47,6 +47,7 @@ class Office(_Model):
     name: str
     address: Email
     timezone: str = "Asia/Shanghai"
+    phone: str = ""  # shown in every mail's footer, e.g. 0311-84225051
 
     @field_validator("timezone")
     @classmethod

@@ -13,6 +13,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from openpyxl.utils.datetime import to_excel
+
 # Excel's 1900 date system. Counting from 1899-12-30 absorbs Excel's fictitious 1900-02-29.
 EXCEL_EPOCH = dt.date(1899, 12, 30)
 # Serials in this range (1954-10-03 .. 2119-01-11) are dates; a smaller number is more likely
@@ -110,10 +112,14 @@ def parse_date(value: object, *, default_year: int | None = None) -> DateParse:
     """Read a 日期 cell as a date; `default_year` (from 报送日期) completes `11月5日` only."""
     if value is None:
         return DateParse(None, DATE_EMPTY, "日期为空")
-    if isinstance(value, dt.datetime):
-        return DateParse(value.date(), None)
     if isinstance(value, dt.date):
-        return DateParse(value, None)
+        day = value.date() if isinstance(value, dt.datetime) else value
+        if day < EXCEL_EPOCH + dt.timedelta(days=SERIAL_MIN):
+            # A date-formatted cell holding a small number (9.2 shows as 1900-01-09): the
+            # department typed a number, not a date.
+            number = round(float(to_excel(value)), 6)  # openpyxl knows Excel's 1900-02-29 quirk
+            return _bare(str(int(number)) if number.is_integer() else f"{number:g}")
+        return DateParse(day, None)
     if isinstance(value, str):
         return _from_text(value, default_year)
     if isinstance(value, numbers.Number) and not isinstance(value, (bool, complex)):

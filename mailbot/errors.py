@@ -42,7 +42,8 @@ class ConfigError(MailbotError):
 class Rejected(MailbotError):
     """The sender's mistake: answered with an error receipt listing `problems`."""
 
-    def __init__(self, problems: list[Problem], *, attach_template: bool = False):
+    def __init__(self, problems: list[Problem], *, attach_template: bool = False, filename: str = ""):
         self.problems = problems
         self.attach_template = attach_template
+        self.filename = filename
         super().__init__("; ".join(p.message for p in problems))

@@ -151,12 +151,14 @@ class Account:
     def client(self, folder: str | None = "INBOX") -> HelperMailBox:
         return self.server.client(self.user, folder)
 
-    def append(self, raw: bytes, folder: str = "INBOX", flags: tuple[str, ...] = ()) -> int:
-        """APPEND ``raw`` to ``folder`` (created if missing); returns the new UID."""
+    def append(self, raw: bytes, folder: str = "INBOX", flags: tuple[str, ...] = (), date=None) -> int:
+        """APPEND ``raw`` to ``folder`` (created if missing); returns the new UID.
+
+        ``date`` (an aware datetime) becomes the INTERNALDATE: when the mail "arrived"."""
         with self.client(None) as mb:
             if folder.upper() != "INBOX" and not mb.folder.exists(folder):
                 mb.folder.create(folder)
-            _, data = mb.append(raw, folder, flag_set=flags or None)
+            _, data = mb.append(raw, folder, dt=date, flag_set=flags or None)
         match = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
         return int(match.group(1)) if match else -1
 

@@ -1,0 +1,159 @@
+"""The `mailbot` command. Config is loaded once here and passed down explicitly."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import config as config_mod
+from .errors import ConfigError, MailbotError
+
+log = logging.getLogger("mailbot")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def _load(args) -> config_mod.Config:
+    return config_mod.load(args.config)
+
+
+def _office(args, cfg: config_mod.Config):
+    return cfg.office(getattr(args, "office", None))
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def cmd_run(args) -> int:
+    from .daemon import Daemon
+    from .runner import open_store
+
+    cfg = _load(args)
+    office = _office(args, cfg)
+    daemon = Daemon(cfg, office, open_store(cfg))
+    daemon.install_signals()
+    daemon.run()
+    return 0
+
+
+def cmd_poll(args) -> int:
+    from .runner import open_store, poll_once
+
+    cfg = _load(args)
+    engine = open_store(cfg)
+    for office in ([_office(args, cfg)] if args.office else cfg.offices):
+        result = poll_once(engine, cfg, office)
+        log.info("office %s: handled %d message(s), moved %d, sent %d mail(s)",
+                 office.id, result.handled, result.moved, result.sent)
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .verdict import print_verdict, verdict
+
+    cfg = _load(args) if (args.config or _env_config()) else None
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"mailbot check: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    office = _office(args, cfg) if cfg else None
+    result = verdict(data, Path(args.file).name, office)
+    if args.json:
+        _print_json(result)
+    else:
+        print_verdict(result)
+    return 0 if result["accepted"] else 1
+
+
+def _env_config() -> bool:
+    import os
+    return bool(os.environ.get("MAILBOT_CONFIG"))
+
+
+def cmd_template(args) -> int:
+    from .template import build_template
+
+    office = None
+    if args.config or _env_config():
+        office = _office(args, _load(args))
+    data = build_template(office.office.name, office.office.address, office.schedule.deadline_day) if office \
+        else build_template()
+    Path(args.out).write_bytes(data)
+    print(args.out)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .runner import open_store
+    from .status import print_table, status
+
+    cfg = _load(args)
+    office = _office(args, cfg)
+    rows = status(open_store(cfg), office, args.period)
+    if args.json:
+        _print_json(rows)
+    else:
+        print_table(office, rows, args.period)
+    return 0
+
+
+def _period(value: str) -> str:
+    try:
+        dt.datetime.strptime(value, "%Y-%m")
+    except ValueError:
+        raise argparse.ArgumentTypeError("use YYYY-MM, e.g. 2026-11") from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailbot", description="县信用办情况清单邮件收件系统 (credit office checklist mail bot)")
+    parser.add_argument("--config", help="config file (default: $MAILBOT_CONFIG)")
+    parser.add_argument("--office", help="office id, when the config has several")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="the daemon (foreground)")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("poll", help="process what is in the mailbox now, deliver the outbox, exit")
+    p.add_argument("--once", action="store_true", required=True)
+    p.set_defaults(func=cmd_poll)
+    p = sub.add_parser("check", help="read and validate one checklist file offline")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("template", help="write the official blank template")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_template)
+    p = sub.add_parser("status", help="who filed, who is late, who is missing")
+    p.add_argument("--period", type=_period)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print("mailbot: configuration error:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    except MailbotError as exc:
+        print(f"mailbot: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,120 @@
+"""Every mail mailbot writes: rendered from templates/, built as a complete MIME message.
+
+Each kind has `<kind>.subject.txt`, `<kind>.body.txt` and `<kind>.body.html` (autoescaped).
+The Message-ID is derived from the office and the event key, so a mail queued twice for the
+same event is recognisably the same mail, and our own mail is recognised when it comes back.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import email.policy
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+
+import jinja2
+
+from .config import OfficeConfig
+from .models import Outgoing, utcnow
+
+TEMPLATES = Path(__file__).parent / "templates"
+_CRLF = re.compile(r"[\r\n\t\x00-\x1f\x7f]+")
+
+
+def _period_zh(period: str | None) -> str:
+    if not period:
+        return ""
+    year, month = period.split("-")
+    return f"{int(year)}年{int(month)}月"
+
+
+def _date_zh(value: dt.date | dt.datetime | None) -> str:
+    if value is None:
+        return ""
+    return f"{value.year}年{value.month}月{value.day}日"
+
+
+def _environment(autoescape: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["period_zh"] = _period_zh
+    env.filters["date_zh"] = _date_zh
+    return env
+
+
+_TEXT = _environment(False)
+_HTML = _environment(True)
+
+
+def render(kind: str, context: dict) -> tuple[str, str, str]:
+    """(subject, plain text, html) for one kind of mail."""
+    subject = _TEXT.get_template(f"{kind}.subject.txt").render(context)
+    text = _TEXT.get_template(f"{kind}.body.txt").render(context)
+    html = _HTML.get_template(f"{kind}.body.html").render(context)
+    return one_line(subject), text, html
+
+
+def one_line(value: str, limit: int = 200) -> str:
+    """Header-safe text: no CR/LF or control characters can reach a header we write."""
+    return _CRLF.sub(" ", value).strip()[:limit]
+
+
+def message_id_for(office: OfficeConfig, key: str) -> str:
+    digest = hashlib.sha256(f"{office.id}\0{key}".encode()).hexdigest()[:32]
+    return f"mailbot.{digest}@{office.office.domain}"
+
+
+def is_ours(office: OfficeConfig, message_id: str) -> bool:
+    return message_id.startswith("mailbot.") and message_id.endswith("@" + office.office.domain)
+
+
+def build(
+    office: OfficeConfig,
+    *,
+    kind: str,
+    key: str,
+    template: str,
+    to: list[str],
+    context: dict,
+    department_id: str | None = None,
+    period: str | None = None,
+    message_pk: int | None = None,
+    in_reply_to: str = "",
+    references: list[str] | tuple[str, ...] = (),
+    attachments: list[tuple[str, bytes, str]] = (),
+    auto: str = "auto-generated",
+) -> Outgoing:
+    """A complete mail as an outbox row (not yet added to a session)."""
+    context = {"office": office.office, "now": utcnow().astimezone(office.office.tz), **context}
+    subject, text, html = render(template, context)
+    message_id = message_id_for(office, key)
+    msg = EmailMessage()
+    msg["From"] = formataddr((office.office.name, office.office.address))
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = f"<{message_id}>"
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{one_line(in_reply_to)}>"
+        refs = [one_line(r) for r in references if r] + ([] if in_reply_to in references else [one_line(in_reply_to)])
+        msg["References"] = " ".join(f"<{r}>" for r in refs[-10:])
+    msg["Auto-Submitted"] = auto
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-Mailbot"] = kind
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    for filename, data, mimetype in attachments:
+        maintype, subtype = mimetype.split("/", 1)
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=one_line(filename, 120))
+    return Outgoing(
+        office=office.id, key=key, kind=kind, message_id=message_id, department_id=department_id,
+        period=period, message_pk=message_pk, recipients=list(to), subject=subject, raw=msg.as_bytes(policy=email.policy.SMTP),
+    )

@@ -1,0 +1,213 @@
+"""Raw mail bytes -> who sent it, what it is, and which files it carries. Pure: no I/O.
+
+Chinese mail clients name attachments every way there is: RFC 2231 in any charset, RFC 2047
+words inside quoted parameters (Foxmail, Outlook), or raw 8-bit GBK. gb2312/gbk labels are
+decoded as gb18030, their superset, so no character is lost.
+"""
+from __future__ import annotations
+
+import email
+import email.header
+import email.policy
+import email.utils
+import re
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+_POLICY = email.policy.default.clone(max_line_length=998)
+_WIDE = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "cp936": "gb18030",
+         "euc-cn": "gb18030", "hz-gb-2312": "gb18030"}
+_TRACE_HEADERS = ("return-path", "received", "delivered-to", "x-original-to")
+
+
+@dataclass
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+    forwarded: bool = False  # found inside an attached message/rfc822
+
+
+@dataclass
+class Mail:
+    message_id: str
+    sender: str  # the address, lower-case
+    sender_name: str
+    subject: str
+    date: str
+    in_reply_to: str
+    references: list[str]
+    headers: dict[str, str]  # lower-case name -> first value, for the classifier
+    text: str  # the first text/plain (or text/html) body, for links and subject-like hints
+    attachments: list[Attachment] = field(default_factory=list)
+    report: EmailMessage | None = None  # a delivery-status report, when the mail is a bounce
+
+
+def charset(label: str | None) -> str:
+    label = (label or "").strip().lower()
+    return _WIDE.get(label, label) or "utf-8"
+
+
+def _unmangle(text: str) -> str:
+    """Recover raw 8-bit header bytes (kept as surrogates by the parser): UTF-8, else GB18030."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    raw = text.encode("utf-8", "surrogateescape")
+    for enc in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("gb18030", "replace")
+
+
+def decode_words(text: str) -> str:
+    """Decode RFC 2047 words anywhere in `text`, also where RFC 2231 said they may not be."""
+    text = _unmangle(text)
+    if "=?" not in text:
+        return text
+    try:
+        parts = email.header.decode_header(text)
+    except (ValueError, LookupError):
+        return text
+    out = []
+    for chunk, label in parts:
+        if isinstance(chunk, str):
+            out.append(chunk)
+            continue
+        try:
+            out.append(chunk.decode(charset(label), "replace"))
+        except LookupError:
+            out.append(chunk.decode("gb18030", "replace"))
+    return "".join(out)
+
+
+def filename_of(part: EmailMessage) -> str:
+    """The attachment's name as the sender saw it, whatever way it was encoded."""
+    for key, header in (("filename", "content-disposition"), ("name", "content-type")):
+        raw = part.get_param(key, header=header)
+        if raw is None:
+            continue
+        if isinstance(raw, tuple):  # RFC 2231: (charset, language, value)
+            label, _lang, value = raw
+            try:
+                data = value.encode("latin-1", "surrogateescape") if isinstance(value, str) else value
+                return data.decode(charset(label), "replace").strip()
+            except LookupError:
+                return email.utils.collapse_rfc2231_value(raw).strip()
+        return decode_words(email.utils.unquote(str(raw))).strip()
+    return ""
+
+
+def _header(msg: EmailMessage, name: str) -> str:
+    try:
+        value = msg.get(name)
+    except Exception:  # a malformed header the policy could not fold: fall back to the raw text
+        value = msg.get_all(name, failobj=[None])[0]
+    if value is None:
+        return ""
+    return decode_words(str(value)).strip()
+
+
+def _body_text(msg: EmailMessage) -> str:
+    try:
+        part = msg.get_body(preferencelist=("plain", "html"))
+    except Exception:
+        part = None
+    if part is None:
+        return ""
+    payload = part.get_payload(decode=True) or b""
+    return payload.decode(charset(part.get_content_charset()), "replace")
+
+
+def _walk_attachments(msg: EmailMessage, forwarded: bool, out: list[Attachment], depth: int = 0) -> None:
+    for part in msg.iter_parts() if msg.is_multipart() else []:
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822" and depth < 3:
+            for inner in part.iter_parts():
+                _walk_attachments(inner, True, out, depth + 1)
+                if not inner.is_multipart() and filename_of(inner):
+                    out.append(_attachment(inner, True))
+            continue
+        if part.is_multipart():
+            _walk_attachments(part, forwarded, out, depth + 1)
+            continue
+        name = filename_of(part)
+        disposition = part.get_content_disposition()
+        if name or disposition == "attachment" or ctype.startswith("application/"):
+            out.append(_attachment(part, forwarded))
+
+
+def _attachment(part: EmailMessage, forwarded: bool) -> Attachment:
+    data = part.get_payload(decode=True)
+    if data is None:
+        data = b""
+    return Attachment(filename=filename_of(part), content_type=part.get_content_type(), data=data, forwarded=forwarded)
+
+
+def _address(value: str) -> tuple[str, str]:
+    name, addr = email.utils.parseaddr(value)
+    return decode_words(name), addr.strip().lower()
+
+
+def _ids(value: str) -> list[str]:
+    return re.findall(r"<([^<>\s]+)>", value)
+
+
+def parse(raw: bytes) -> Mail:
+    msg = email.message_from_bytes(raw, policy=_POLICY)
+    sender_name, sender = _address(_header(msg, "from"))
+    headers = {}
+    for name in msg.keys():
+        key = name.lower()
+        if key not in headers and key not in _TRACE_HEADERS:
+            headers[key] = _header(msg, name)
+    attachments: list[Attachment] = []
+    if msg.is_multipart():
+        _walk_attachments(msg, False, attachments)
+    elif filename_of(msg):
+        attachments.append(_attachment(msg, False))
+    message_id = _ids(_header(msg, "message-id"))
+    report = msg if msg.get_content_type() == "multipart/report" else None
+    return Mail(
+        message_id=message_id[0] if message_id else "",
+        sender=sender,
+        sender_name=sender_name,
+        subject=_header(msg, "subject"),
+        date=_header(msg, "date"),
+        in_reply_to=(_ids(_header(msg, "in-reply-to")) or [""])[0],
+        references=_ids(_header(msg, "references")),
+        headers=headers,
+        text=_body_text(msg),
+        attachments=attachments,
+        report=report,
+    )
+
+
+_AUTO_SUBJECT = re.compile(r"^\s*(自动回复|自動回覆|自动答复|auto(matic)?[ -]?reply|out of (the )?office|外出|休假)", re.I)
+_DAEMONS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
+
+
+def classify(mail: Mail, *, own_addresses: tuple[str, ...], own_id_suffix: str) -> str | None:
+    """Why this mail must never be answered, or None when it may be (RFC 3834 and practice).
+
+    Checked before any reply, so that mailbot can never loop with another robot.
+    """
+    h = mail.headers
+    local = mail.sender.split("@", 1)[0]
+    if mail.message_id.endswith(own_id_suffix) or h.get("x-mailbot") or mail.sender in own_addresses:
+        return "own"
+    if mail.report is not None or local in _DAEMONS or not mail.sender:
+        return "bounce"
+    auto = h.get("auto-submitted", "no").split(";")[0].strip().lower()
+    if auto and auto != "no":
+        return "auto_reply"
+    if h.get("precedence", "").strip().lower() in ("bulk", "junk", "list", "auto_reply"):
+        return "auto_reply"
+    if any(name in h for name in ("x-autoreply", "x-autorespond", "x-auto-response-suppress")):
+        return "auto_reply"
+    if _AUTO_SUBJECT.match(mail.subject):
+        return "auto_reply"
+    if "list-id" in h or "list-unsubscribe" in h or "list-post" in h:
+        return "list"
+    return None

@@ -1,0 +1,110 @@
+"""The loop: poll the mailbox, hand each message to intake, move it, deliver the outbox.
+
+A message leaves the watched folder only after its outcome is committed; if the move fails
+(or the process dies first) the next poll finds the UID already recorded and only moves it.
+"""
+from __future__ import annotations
+
+import imaplib
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+
+from imap_tools.errors import ImapToolsError
+from sqlalchemy.engine import Engine
+
+from . import faults, intake, outbox, store
+from .config import Config, OfficeConfig
+from .mailbox import Fetched, Mailbox
+from .models import Message, utcnow
+
+log = logging.getLogger("mailbot.runner")
+NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error, imaplib.IMAP4.abort, ImapToolsError)
+
+
+@dataclass
+class PollResult:
+    handled: int = 0
+    moved: int = 0
+    sent: int = 0
+
+
+def _mark_moved(engine: Engine, message: Message) -> None:
+    with store.writing(engine) as session:
+        row = session.get(Message, message.id)
+        row.moved_at = utcnow()
+
+
+def _move(box: Mailbox, engine: Engine, uid: int, message: Message) -> bool:
+    try:
+        box.move(uid, message.destination)
+    except NETWORK_ERRORS:
+        raise
+    except Exception as exc:  # the outcome is committed; the next poll retries the move
+        log.error("message %s (uid %s): move to %s failed: %s", message.message_id, uid, message.destination, exc)
+        return False
+    faults.crash_point("after_move")
+    _mark_moved(engine, message)
+    return True
+
+
+def _oversized(box: Mailbox, uid: int) -> Fetched:
+    """Only the header of a mail over the size limit: enough to answer the sender."""
+    return Fetched(box.cfg.folder, box.uidvalidity, uid, box.headers(uid), utcnow(), truncated=True)
+
+
+def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, stop=lambda: False) -> PollResult:
+    """Handle every message now in the watched folder, batch by batch."""
+    result = PollResult()
+    uids = box.pending()
+    batch_size = office.imap.batch_size
+    for start in range(0, len(uids), batch_size):
+        if stop():
+            break
+        batch = uids[start:start + batch_size]
+        with store.reading(engine) as session:
+            known = store.messages_at(session, office.id, office.imap.folder, box.uidvalidity, batch)
+        for uid in batch:
+            if uid in known:
+                result.moved += _move(box, engine, uid, known[uid])
+        todo = [u for u in batch if u not in known]
+        if not todo:
+            continue
+        sizes = box.sizes(todo)
+        large = [u for u in todo if sizes.get(u, 0) > office.limits.max_message_bytes]
+        fetched = [_oversized(box, u) for u in large]
+        fetched += list(box.fetch([u for u in todo if u not in large]))
+        for item in sorted(fetched, key=lambda f: f.uid):
+            if stop():
+                break
+            faults.crash_point("after_fetch")
+            row = intake.handle(engine, office, config.archive.dir, item)
+            log.info("message %s (uid %s) from %s: %s %s", row.message_id, item.uid, row.sender, row.status, row.reason)
+            result.handled += 1
+            result.moved += _move(box, engine, item.uid, row)
+    return result
+
+
+def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResult:
+    """`mailbot poll --once`: the mailbox as it is now, then the outbox."""
+    with Mailbox(office.imap).open() as box:
+        result = drain(box, engine, config, office)
+        result.sent = deliver(engine, office, box)
+    return result
+
+
+def deliver(engine: Engine, office: OfficeConfig, box: Mailbox | None = None) -> int:
+    sent_copy = None
+    if box is not None and office.imap.sent_folder:
+        sent_copy = lambda raw: box.append(office.imap.sent_folder, raw)  # noqa: E731
+    total = 0
+    while True:
+        sent = outbox.deliver(engine, office, sent_copy=sent_copy)
+        total += sent
+        if sent == 0:
+            return total
+
+
+def open_store(config: Config) -> Engine:
+    return store.connect(config.database.url)

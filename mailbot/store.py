@@ -1,0 +1,128 @@
+"""The database: engine set-up, migrations, and the transactions the flow commits.
+
+SQLite is tuned so the CLI can read while the daemon writes: WAL (readers never block the
+writer), synchronous=FULL (a commit survives a power cut), a busy timeout, and write
+transactions that start with BEGIN IMMEDIATE so two writers queue instead of failing.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, create_engine
+
+from .models import Message, Outgoing, Row, Submission
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def open_engine(url: str) -> Engine:
+    """Create the engine (and the SQLite file's directory); does not migrate."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (alembic); harmless when already there."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def connect(url: str) -> Engine:
+    engine = open_engine(url)
+    migrate(engine)
+    return engine
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Session]:
+    """One write transaction: committed when the block ends, rolled back if it raises."""
+    bind = engine.execution_options(sqlite_immediate=True) if engine.dialect.name == "sqlite" else engine
+    with Session(bind, expire_on_commit=False) as session:
+        with session.begin():
+            yield session
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+# --- queries the flow uses -------------------------------------------------------------------
+
+def message_at(session: Session, office: str, folder: str, uidvalidity: int, uid: int) -> Message | None:
+    return session.exec(select(Message).where(
+        Message.office == office, Message.folder == folder,
+        Message.uidvalidity == uidvalidity, Message.uid == uid)).scalars().first()
+
+
+def messages_at(session: Session, office: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, Message]:
+    rows = session.exec(select(Message).where(
+        Message.office == office, Message.folder == folder,
+        Message.uidvalidity == uidvalidity, Message.uid.in_(uids))).scalars().all()
+    return {m.uid: m for m in rows}
+
+
+def same_message(session: Session, office: str, message_id: str, sha256: str) -> Message | None:
+    """The first handled copy of a mail: same Message-ID and the same bytes."""
+    return session.exec(select(Message).where(
+        Message.office == office, Message.message_id == message_id, Message.sha256 == sha256,
+        Message.status != "duplicate").order_by(Message.id)).scalars().first()
+
+
+def in_force(session: Session, office: str, department_id: str, period: str) -> Submission | None:
+    """The accepted submission that counts: the newest accepted version."""
+    return session.exec(select(Submission).where(
+        Submission.office == office, Submission.department_id == department_id,
+        Submission.period == period, Submission.accepted.is_(True)).order_by(Submission.id.desc())).scalars().first()
+
+
+def submissions_for(session: Session, office: str, department_id: str, period: str) -> list[Submission]:
+    return list(session.exec(select(Submission).where(
+        Submission.office == office, Submission.department_id == department_id,
+        Submission.period == period).order_by(Submission.id)).scalars().all())
+
+
+def rows_of(session: Session, submission_id: int) -> list[Row]:
+    return list(session.exec(select(Row).where(Row.submission_id == submission_id).order_by(Row.row_no)).scalars().all())
+
+
+def enqueue(session: Session, mail: Outgoing) -> bool:
+    """Queue `mail` unless its key was already queued; True when queued now."""
+    exists = session.exec(select(Outgoing.id).where(
+        Outgoing.office == mail.office, Outgoing.key == mail.key)).first()
+    if exists is not None:
+        return False
+    session.add(mail)
+    session.flush()
+    return True

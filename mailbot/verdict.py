@@ -1,0 +1,69 @@
+"""`mailbot check`: one file read and judged offline, as the JSON contract of design.md says.
+
+ID numbers are masked here: only the receipt to the department that sent them shows them whole.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from rich.console import Console
+from rich.table import Table
+
+from . import checklist as checklist_mod, rules, workbook
+from .codes import mask_id, mask_ids
+from .config import Limits, OfficeConfig
+from .errors import Rejected
+
+
+def _masked_codes(found: list[dict]) -> list[dict]:
+    return [{**c, "value": mask_id(c["value"]) if c["kind"] == "id" else c["value"]} for c in found]
+
+
+def verdict(data: bytes, filename: str, office: OfficeConfig | None, today: dt.date | None = None) -> dict:
+    today = today or dt.date.today()
+    limits = office.limits if office else Limits()
+    severity = office.rules.severity if office else {}
+    result = {"accepted": False, "unit": "", "submitter": "", "report_date": None, "nil_report": False,
+              "period": None, "rows": [], "problems": []}
+    try:
+        parsed = checklist_mod.parse(workbook.read(data, filename, limits))
+    except Rejected as exc:
+        result["problems"] = [p.as_dict() for p in rules.with_severity(exc.problems, severity)]
+        return result
+    report_day = rules.report_date(parsed)
+    period = (report_day or today).strftime("%Y-%m")
+    dept = None
+    if office and parsed.unit:
+        dept = next((d for d in office.departments if rules.unit_matches(parsed.unit, d)), None)
+    ctx = rules.Context(department=dept, period=period, today=today, severity=severity,
+                        departments=tuple(office.departments) if office else ())
+    checked = rules.check(parsed, ctx)
+    result.update(
+        accepted=checked.accepted, unit=parsed.unit, submitter=parsed.submitter,
+        report_date=report_day.isoformat() if report_day else None, nil_report=parsed.nil_report, period=period,
+        sheet=parsed.sheet, header_row=parsed.header_row,
+    )
+    for row in parsed.rows:
+        day = checked.dates.get(row.row_no)
+        derived = checked.derived.get(row.row_no, {})
+        result["rows"].append({
+            "row": row.row_no, "entity": mask_ids(row.text("entity")), "matter": row.text("matter"),
+            "date": day.isoformat() if day else None, "usage": mask_ids(row.text("usage")),
+            "measure": row.text("measure"), **derived, "codes": _masked_codes(derived.get("codes", [])),
+        })
+    result["problems"] = [{**p.as_dict(), "message": mask_ids(p.message)} for p in checked.problems]
+    return result
+
+
+def print_verdict(result: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    head = "[green]通过校验[/green]" if result["accepted"] else "[red]未通过校验[/red]"
+    console.print(f"{head}  单位：{result['unit'] or '（未填写）'}  报送人：{result['submitter'] or '（未填写）'}  "
+                  f"报送日期：{result['report_date'] or '（未识别）'}  记录：{len(result['rows'])}条"
+                  + ("（本月无情况）" if result["nil_report"] else ""))
+    if result["problems"]:
+        table = Table("级别", "位置", "问题", show_lines=False)
+        for p in result["problems"]:
+            where = "".join(filter(None, [p.get("sheet") or "", f" {p['column'] or ''}{p['row'] or ''}" if p.get("row") else ""]))
+            table.add_row("错误" if p["severity"] == "error" else "提示", where.strip(), p["message"])
+        console.print(table)

@@ -1,0 +1,58 @@
+"""`mailbot run` as a real process: it answers mail, survives a server restart, stops on SIGTERM."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests import factory
+
+
+@pytest.fixture
+def daemon(mailbox_account, smtp_server, tmp_var):
+    path = factory.write_config(tmp_var / "mailbot.yaml", factory.config_dict(mailbox_account, smtp_server, tmp_var))
+    env = {**os.environ, "TEST_IMAP_PASSWORD": mailbox_account.password}
+    log = open(tmp_var / "daemon.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "mailbot", "--config", str(path), "run"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc.log_path = tmp_var / "daemon.log"
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def _wait(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_daemon_answers_new_mail_and_stops_on_sigterm(daemon, mailbox_account, smtp_server):
+    assert _wait(lambda: mailbox_account.sessions()), "the daemon never logged in"
+    mailbox_account.append(factory.mail(), date=factory.ON_TIME)
+    smtp_server.wait_for(1, timeout=15)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=10) == 0
+    log = daemon.log_path.read_text()
+    assert "mailbot stopped" in log
+    assert mailbox_account.uids("INBOX") == []
+
+
+def test_daemon_reconnects_after_the_imap_server_restarts(daemon, mailbox_account, smtp_server, dovecot_server):
+    mailbox_account.append(factory.mail(), date=factory.ON_TIME)
+    smtp_server.wait_for(1, timeout=15)
+    dovecot_server.restart()
+    mailbox_account.append(factory.mail(sender="czj@example.gov.cn"), date=factory.ON_TIME)
+    smtp_server.wait_for(2, timeout=30)
+    assert {m.rcpt_tos for m in smtp_server.messages} == {("scjgj@example.gov.cn",), ("czj@example.gov.cn",)}
+    assert daemon.poll() is None, "the daemon must survive a server restart"
+    assert "poll failed" in daemon.log_path.read_text()

@@ -1,0 +1,179 @@
+"""The intake loop end to end: real Dovecot, real SMTP capture, a SQLite file."""
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+from sqlalchemy import select
+
+from mailbot import config as config_mod, runner, store
+from mailbot.cli import main
+from mailbot.models import Message, Outgoing, Row, Submission
+from tests import factory
+
+
+@pytest.fixture
+def setup(mailbox_account, smtp_server, tmp_var, monkeypatch):
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", mailbox_account.password)
+    data = factory.config_dict(mailbox_account, smtp_server, tmp_var)
+    cfg = config_mod.parse(data)
+    engine = runner.open_store(cfg)
+
+    class Setup:
+        account, smtp, var, config, office = mailbox_account, smtp_server, tmp_var, cfg, cfg.office()
+        config_path = factory.write_config(tmp_var / "mailbot.yaml", data)
+
+        def poll(self):
+            return runner.poll_once(engine, cfg, cfg.office())
+
+        def rows(self, model, *where):
+            with store.reading(engine) as s:
+                return list(s.exec(select(model).where(*where)).scalars().all())
+
+    Setup.engine = engine
+    return Setup()
+
+
+def body_text(captured) -> str:
+    msg = captured.message
+    return msg.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_valid_checklist_gets_acceptance_receipt(setup):
+    raw = factory.mail(message_id="<dept-1@example.gov.cn>")
+    setup.account.append(raw)
+    result = setup.poll()
+    assert result.handled == 1 and result.sent == 1
+
+    [receipt] = setup.smtp.messages
+    assert receipt.rcpt_tos == ("scjgj@example.gov.cn",)
+    msg = receipt.message
+    assert msg["Subject"].startswith("回执：【已受理】")
+    assert msg["In-Reply-To"] == "<dept-1@example.gov.cn>"
+    assert "<dept-1@example.gov.cn>" in msg["References"]
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["Message-ID"].startswith("<mailbot.") and msg["Message-ID"].endswith("@example.test>")
+    text = body_text(receipt)
+    assert "已收到贵单位2026年11月报送" in text and "共3条记录" in text and "已予受理" in text
+    assert msg.get_body(preferencelist=("html",)) is not None
+
+    [sub] = setup.rows(Submission)
+    assert sub.accepted and sub.department_id == "scjgj" and sub.period == "2026-11" and sub.row_count == 3
+    rows = setup.rows(Row)
+    assert [r.row_no for r in rows] == [7, 8, 9]
+    assert rows[1].date.isoformat() == "2026-11-05"
+    assert rows[0].derived["measures"][0]["canonical"] == "告知承诺"
+
+    assert setup.account.uids("INBOX") == []
+    assert setup.account.messages("已处理") == [raw]
+    [m] = setup.rows(Message)
+    assert m.status == "accepted" and m.moved_at is not None
+    assert (setup.var / "archive" / m.sha256[:2] / m.sha256[2:4] / f"{m.sha256}.eml").read_bytes() == raw
+
+
+def test_checklist_with_errors_gets_error_receipt_naming_rows(setup):
+    bad_rows = [
+        ("", "食品经营许可证核发", "2026-11-03", "经信用中国查询，无失信记录", "无"),
+        ("某公司", "食品经营许可证核发", "2026-13-40", "经信用中国查询", "无"),
+        ("某个体户", "个体工商户登记", "2026-11-04", "", "无"),
+    ]
+    setup.account.append(factory.mail(attachments=(("清单.xlsx", factory.checklist_xlsx(bad_rows), factory.XLSX),)))
+    setup.poll()
+    [receipt] = setup.smtp.messages
+    assert receipt.message["Subject"].startswith("回执：【未通过")
+    text = body_text(receipt)
+    assert "第7行“市场主体（自然人）名称”列（A7）" in text
+    assert "第8行“日期”列（C8）" in text
+    assert "第9行“使用信用记录或报告情况”列（D9）" in text
+    assert "未予受理" in text
+    [sub] = setup.rows(Submission)
+    assert not sub.accepted and sub.row_count == 0 and len(sub.problems) == 3
+    assert setup.rows(Row) == []
+    status = {d["id"]: d for d in _status(setup, "2026-11")}
+    assert status["scjgj"]["state"] == "rejected"
+
+
+def _status(setup, period):
+    from mailbot.status import status
+    return status(setup.engine, setup.office, period)
+
+
+def test_same_message_twice_gives_one_submission_and_one_receipt(setup):
+    raw = factory.mail()
+    setup.account.append(raw)
+    setup.account.append(raw)
+    setup.poll()
+    setup.poll()  # a second poll must not answer again either
+    assert len(setup.smtp.messages) == 1
+    assert len(setup.rows(Submission)) == 1
+    statuses = sorted(m.status for m in setup.rows(Message))
+    assert statuses == ["accepted", "duplicate"]
+    assert setup.account.uids("INBOX") == []
+    assert len(setup.account.messages("已处理")) == 2
+
+
+def test_unregistered_sender_is_quarantined_and_not_stored(setup):
+    setup.account.append(factory.mail(sender="stranger@qq.com"))
+    setup.poll()
+    assert setup.smtp.messages == []
+    assert setup.rows(Submission) == []
+    [m] = setup.rows(Message)
+    assert m.status == "quarantined" and m.reason == "unknown_sender" and m.department_id is None
+    assert len(setup.account.messages("待人工处理")) == 1
+
+
+def test_unexpected_error_quarantines_one_message_and_the_next_is_processed(setup, monkeypatch):
+    from mailbot import checklist
+
+    real_parse = checklist.parse
+
+    def exploding(book):  # a reader bug, for one attachment only
+        if book.filename == "boom.xlsx":
+            raise RuntimeError("reader bug")
+        return real_parse(book)
+
+    monkeypatch.setattr(checklist, "parse", exploding)
+    setup.account.append(factory.mail(attachments=(("boom.xlsx", None, factory.XLSX),)))
+    setup.account.append(factory.mail(sender="czj@example.gov.cn",
+                                      attachments=(("清单.xlsx", factory.checklist_xlsx(unit="赞皇县财政局"), factory.XLSX),)))
+    setup.poll()
+    messages = {m.sender: m for m in setup.rows(Message)}
+    assert messages["scjgj@example.gov.cn"].status == "quarantined"
+    assert "reader bug" in messages["scjgj@example.gov.cn"].detail
+    assert messages["czj@example.gov.cn"].status == "accepted"
+    assert len(setup.account.messages("待人工处理")) == 1
+    assert len(setup.account.messages("已处理")) == 1
+    assert [m.rcpt_tos for m in setup.smtp.messages] == [("czj@example.gov.cn",)]
+
+
+def test_poll_once_and_status_from_the_command_line(setup, capsys):
+    setup.account.append(factory.mail(), date=factory.ON_TIME)
+    assert main(["--config", str(setup.config_path), "poll", "--once"]) == 0
+    assert len(setup.smtp.wait_for(1)) == 1
+    capsys.readouterr()
+    assert main(["--config", str(setup.config_path), "status", "--period", "2026-11", "--json"]) == 0
+    import json
+    data = json.loads(capsys.readouterr().out)
+    by_id = {d["id"]: d for d in data}
+    assert by_id["scjgj"] | {"sent": None, "filed_at": None} == {
+        "id": "scjgj", "name": "赞皇县市场监督管理局", "state": "filed", "rows": 3, "submissions": 1,
+        "sent": None, "filed_at": None}
+    assert by_id["czj"]["state"] == "missing" and by_id["czj"]["submissions"] == 0
+
+
+def test_receipt_is_queued_in_the_same_transaction_and_delivered_once(setup):
+    setup.account.append(factory.mail())
+    setup.smtp.down()
+    setup.poll()
+    [queued] = setup.rows(Outgoing)
+    assert queued.status == "pending" and queued.attempts == 1
+    assert setup.rows(Submission)[0].accepted
+    setup.smtp.up()
+    with store.writing(setup.engine) as s:  # skip the backoff wait
+        s.get(Outgoing, queued.id).next_attempt_at = queued.created_at
+    setup.poll()
+    setup.poll()
+    assert len(setup.smtp.messages) == 1
+    raw_id = email.message_from_bytes(setup.smtp.messages[0].raw, policy=email.policy.default)["Message-ID"]
+    assert raw_id == f"<{queued.message_id}>"
