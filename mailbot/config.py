@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -83,6 +84,10 @@ class _Server(_Model):
     user: str | None = None
     password_env: str | None = None
     timeout_seconds: float = Field(60, gt=0)
+    ca_file: Path | None = None  # extra CA bundle to trust (a private server); certificates are always verified
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
 
     def password(self) -> str | None:
         """Read the secret from the environment variable the config names, at use time."""

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from . import archive, checklist as checklist_mod, faults, letters, message, rules, store, workbook
 from .config import Department, OfficeConfig
 from .errors import Problem, Rejected
-from .models import Message, Row, Submission, utcnow
+from .models import Message, Outgoing, Row, Submission, utcnow
 from .obligations import deadline
 
 log = logging.getLogger("mailbot.intake")
 
-TABLE_KINDS = ("xlsx", "xls", "docx", "zip", "csv", "encrypted")
+# NetEase, QQ and Outlook.com put very large files behind a download link in the body.
+_LARGE_LINK = re.compile(r"超大附件|large-attachment|附件下载|ftn\.qq\.com|mail\.qq\.com/cgi-bin/ftnExs|1drv\.ms")
 _TABLE_NAMES = (".xlsx", ".xlsm", ".xls", ".et", ".ett", ".csv", ".docx", ".doc", ".wps", ".zip", ".rar", ".7z")
 
 
@@ -94,10 +97,13 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
     if why == "own" and not letters.is_ours(office, mail.message_id) and mail.sender not in own:
         why = None
     if why:
-        return Decision("ignored", why, reason=why, mail=mail)
+        return Decision("ignored", why, reason=why, mail=mail, detail=mail.diagnostic)
     dept = office.department_for(mail.sender)
     if dept is None:
         return Decision("quarantined", "unknown_sender", reason="unknown_sender", mail=mail)
+    if office.authentication.trusted_authserv_id and message.spoofed(mail, office.authentication.trusted_authserv_id):
+        return Decision("quarantined", "auth_failed", reason="auth_failed", mail=mail, department=dept,
+                        detail="; ".join(mail.auth_results)[:1000])
     local_day = arrived.astimezone(office.office.tz).date()
     if truncated:
         limit = office.limits.max_message_bytes // (1024 * 1024)
@@ -105,6 +111,12 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
                         period=rules.reporting_period(mail.subject, None, local_day)[0],
                         problems=[Problem("too_large", f"邮件超过{limit}MB，系统未能读取。请只附上情况清单表格（无需附扫描件），或将表格压缩后重新发送。")])
     candidates = _candidates(mail)
+    if not candidates and _LARGE_LINK.search(mail.text):
+        return Decision("rejected", "no_checklist", reason="large_attachment_link", mail=mail, department=dept,
+                        period=rules.reporting_period(mail.subject, None, local_day)[0],
+                        problems=[Problem("large_attachment_link",
+                                          "邮件中的文件是以“超大附件”下载链接的形式发送的，系统无法自动下载。"
+                                          "请将情况清单表格作为普通附件重新发送（表格文件一般很小；如文件较大，可删除其中的图片或另存为.xlsx格式后再发送）。")])
     if not candidates:
         return Decision("rejected", "no_checklist", reason="no_checklist", mail=mail, department=dept,
                         attach_template=True, period=rules.reporting_period(mail.subject, None, local_day)[0],
@@ -186,6 +198,8 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
             return row
         session.add(row)
         session.flush()
+        if decision.kind == "bounce" and mail is not None:
+            _record_bounce(session, office, mail)
         submission, replaced, diff = None, None, None
         if decision.stores_submission:
             prior = store.submissions_for(session, office.id, decision.department.id, decision.period)
@@ -216,10 +230,30 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
             if replaced is not None:
                 diff = changes(store.rows_of(session, replaced.id), rows)
         if decision.status in ("accepted", "rejected"):
-            _queue_receipt(session, office, row, decision, submission, replaced, diff)
+            if _replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
+                log.warning("message %s: daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
+                row.reason = "reply_cap"
+            else:
+                _queue_receipt(session, office, row, decision, submission, replaced, diff)
         faults.crash_point("in_transaction")
     faults.crash_point("after_commit")
     return row
+
+
+def _record_bounce(session, office: OfficeConfig, mail: message.Mail) -> None:
+    """A bounce of our own mail: mark that outbox row so the office sees the failed delivery."""
+    ids = [i for i in mail.quoted_ids + mail.references + [mail.in_reply_to] if i and letters.is_ours(office, i)]
+    for out in session.exec(select(Outgoing).where(Outgoing.office == office.id, Outgoing.message_id.in_(ids))).scalars():
+        out.status = "bounced"
+        out.last_error = (mail.diagnostic or letters.one_line(mail.subject))[:500]
+        log.warning("outbox %s: bounced (%s)", out.message_id, out.last_error)
+
+
+def _replies_today(session, office: OfficeConfig, sender: str) -> int:
+    """Receipts queued to `sender` in the last 24 hours: the cap that stops any mail loop."""
+    return session.exec(select(func.count(Outgoing.id)).join(Message, Outgoing.message_pk == Message.id).where(
+        Outgoing.office == office.id, Outgoing.kind == "receipt", Message.sender == sender,
+        Outgoing.created_at > utcnow() - dt.timedelta(days=1))).one()[0]
 
 
 def _queue_receipt(session, office, row, decision, submission, replaced, diff) -> None:

@@ -13,7 +13,6 @@ import time
 import re
 import select
 import socket
-import ssl
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -63,9 +62,9 @@ class Mailbox:
     def open(self) -> "Mailbox":
         cfg = self.cfg
         if cfg.security == "ssl":
-            box = MailBox(cfg.host, cfg.port, timeout=cfg.timeout_seconds, ssl_context=ssl.create_default_context())
+            box = MailBox(cfg.host, cfg.port, timeout=cfg.timeout_seconds, ssl_context=cfg.ssl_context())
         elif cfg.security == "starttls":
-            box = MailBoxStartTls(cfg.host, cfg.port, timeout=cfg.timeout_seconds, ssl_context=ssl.create_default_context())
+            box = MailBoxStartTls(cfg.host, cfg.port, timeout=cfg.timeout_seconds, ssl_context=cfg.ssl_context())
         else:
             box = MailBoxUnencrypted(cfg.host, cfg.port, timeout=cfg.timeout_seconds)
         self.box = box

@@ -18,6 +18,7 @@ _POLICY = email.policy.default.clone(max_line_length=998)
 _WIDE = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "cp936": "gb18030",
          "euc-cn": "gb18030", "hz-gb-2312": "gb18030"}
 _TRACE_HEADERS = ("return-path", "received", "delivered-to", "x-original-to")
+_DAEMONS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
 
 
 @dataclass
@@ -40,7 +41,10 @@ class Mail:
     headers: dict[str, str]  # lower-case name -> first value, for the classifier
     text: str  # the first text/plain (or text/html) body, for links and subject-like hints
     attachments: list[Attachment] = field(default_factory=list)
-    report: EmailMessage | None = None  # a delivery-status report, when the mail is a bounce
+    is_report: bool = False  # a multipart/report (delivery status): a bounce
+    quoted_ids: list[str] = field(default_factory=list)  # Message-IDs a bounce quotes: which mail failed
+    diagnostic: str = ""  # a bounce's reason (Diagnostic-Code or Status)
+    auth_results: list[str] = field(default_factory=list)  # every Authentication-Results header, top first
 
 
 def charset(label: str | None) -> str:
@@ -50,7 +54,7 @@ def charset(label: str | None) -> str:
 
 def _unmangle(text: str) -> str:
     """Recover raw 8-bit header bytes (kept as surrogates by the parser): UTF-8, else GB18030."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not _has_8bit(text):
         return text
     raw = text.encode("utf-8", "surrogateescape")
     for enc in ("utf-8", "gb18030"):
@@ -82,8 +86,59 @@ def decode_words(text: str) -> str:
     return "".join(out)
 
 
+def _raw(msg: EmailMessage, name: str) -> str | None:
+    """A header's value as it came (8-bit bytes kept as surrogates), or None."""
+    return next((v for k, v in msg.raw_items() if k.lower() == name), None)
+
+
+def _has_8bit(value: str | None) -> bool:
+    return value is not None and any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+_QUOTED_ID = re.compile(r"^\s*>?\s*Message-ID:\s*<([^<>\s]+)>", re.I | re.M)
+_DIAGNOSTIC = re.compile(r"^(?:Diagnostic-Code|Status):\s*(.+)$", re.I | re.M)
+
+
+def _report(msg: EmailMessage) -> tuple[list[str], str]:
+    """Message-IDs quoted by a bounce (DSN parts or pasted headers) and its stated reason."""
+    ids: list[str] = []
+    reasons: list[str] = []
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        if ctype == "message/delivery-status":
+            for block in part.get_payload():
+                reason = block.get("diagnostic-code") or block.get("status")
+                if reason:
+                    reasons.append(str(reason))
+            continue
+        if part.is_multipart() and ctype != "message/rfc822":
+            continue
+        if ctype == "message/rfc822":
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) and inner else inner
+            found = _ids(str(inner.get("message-id", ""))) if hasattr(inner, "get") else []
+            ids += found
+            continue
+        if not ctype.startswith(("text/", "message/")):
+            continue
+        payload = part.get_payload(decode=True) or b""
+        text = payload.decode(charset(part.get_content_charset()), "replace")
+        ids += _QUOTED_ID.findall(text)
+        reasons += _DIAGNOSTIC.findall(text)
+    return list(dict.fromkeys(ids)), "; ".join(dict.fromkeys(r.strip() for r in reasons))
+
+
+_PARAM = re.compile(r'(?:^|;)\s*(?:file)?name\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.I)
+
+
 def filename_of(part: EmailMessage) -> str:
     """The attachment's name as the sender saw it, whatever way it was encoded."""
+    for header in ("content-disposition", "content-type"):
+        raw = _raw(part, header)
+        if _has_8bit(raw):  # raw GBK bytes: the parser cannot know the charset, we can
+            found = _PARAM.search(raw)
+            if found:
+                return decode_words(found.group(1) or found.group(2)).strip()
     for key, header in (("filename", "content-disposition"), ("name", "content-type")):
         raw = part.get_param(key, header=header)
         if raw is None:
@@ -100,6 +155,9 @@ def filename_of(part: EmailMessage) -> str:
 
 
 def _header(msg: EmailMessage, name: str) -> str:
+    raw = _raw(msg, name.lower())
+    if _has_8bit(raw):
+        return decode_words(raw).strip()
     try:
         value = msg.get(name)
     except Exception:  # a malformed header the policy could not fold: fall back to the raw text
@@ -168,7 +226,9 @@ def parse(raw: bytes) -> Mail:
     elif filename_of(msg):
         attachments.append(_attachment(msg, False))
     message_id = _ids(_header(msg, "message-id"))
-    report = msg if msg.get_content_type() == "multipart/report" else None
+    is_report = msg.get_content_type() == "multipart/report"
+    sender_local = sender.split("@", 1)[0]
+    quoted, diagnostic = _report(msg) if is_report or sender_local in _DAEMONS or not sender else ([], "")
     return Mail(
         message_id=message_id[0] if message_id else "",
         sender=sender,
@@ -180,12 +240,14 @@ def parse(raw: bytes) -> Mail:
         headers=headers,
         text=_body_text(msg),
         attachments=attachments,
-        report=report,
+        is_report=is_report,
+        quoted_ids=quoted,
+        diagnostic=diagnostic[:500],
+        auth_results=[decode_words(str(v)) for v in msg.get_all("authentication-results", [])],
     )
 
 
 _AUTO_SUBJECT = re.compile(r"^\s*(自动回复|自動回覆|自动答复|auto(matic)?[ -]?reply|out of (the )?office|外出|休假)", re.I)
-_DAEMONS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
 
 
 def classify(mail: Mail, *, own_addresses: tuple[str, ...], own_id_suffix: str) -> str | None:
@@ -197,7 +259,7 @@ def classify(mail: Mail, *, own_addresses: tuple[str, ...], own_id_suffix: str) 
     local = mail.sender.split("@", 1)[0]
     if mail.message_id.endswith(own_id_suffix) or h.get("x-mailbot") or mail.sender in own_addresses:
         return "own"
-    if mail.report is not None or local in _DAEMONS or not mail.sender:
+    if mail.is_report or local in _DAEMONS or not mail.sender:
         return "bounce"
     auto = h.get("auto-submitted", "no").split(";")[0].strip().lower()
     if auto and auto != "no":
@@ -211,3 +273,20 @@ def classify(mail: Mail, *, own_addresses: tuple[str, ...], own_id_suffix: str) 
     if "list-id" in h or "list-unsubscribe" in h or "list-post" in h:
         return "list"
     return None
+
+
+_RESULT = re.compile(r"\b(spf|dkim)\s*=\s*([a-z]+)", re.I)
+
+
+def spoofed(mail: Mail, authserv_id: str) -> bool:
+    """True when the office's own provider says SPF failed (hard fail) and DKIM failed or is absent.
+
+    Only an Authentication-Results header whose authserv-id is the provider's is trusted:
+    anyone can write such a header into a mail, but not above the provider's own.
+    """
+    for header in mail.auth_results:
+        if header.split(";", 1)[0].strip().lower() != authserv_id.lower():
+            continue
+        results = {k.lower(): v.lower() for k, v in _RESULT.findall(header)}
+        return results.get("spf") == "fail" and results.get("dkim", "none") in ("fail", "none")
+    return False

@@ -10,7 +10,6 @@ import datetime as dt
 import logging
 import smtplib
 import socket
-import ssl
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -25,11 +24,11 @@ MAX_BACKOFF = dt.timedelta(hours=6)
 
 def _connect(cfg: Smtp) -> smtplib.SMTP:
     if cfg.security == "ssl":
-        smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_seconds, context=ssl.create_default_context())
+        smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_seconds, context=cfg.ssl_context())
     else:
         smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_seconds)
         if cfg.security == "starttls":
-            smtp.starttls(context=ssl.create_default_context())
+            smtp.starttls(context=cfg.ssl_context())
     if cfg.user:
         smtp.login(cfg.user, cfg.password() or "")
     return smtp

@@ -10,11 +10,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+
+from mailbot import config as config_mod, runner, store
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # so `tests.servers` imports however pytest was started
     sys.path.insert(0, str(REPO))
 
+from tests import factory  # noqa: E402
 from tests.servers import DOVECOT_BINARY, Dovecot, SmtpCapture  # noqa: E402
 
 SMTP_AUTH = ("mailbot", "smtp-secret")
@@ -57,3 +61,29 @@ def tmp_var(tmp_path):
     var = tmp_path / "var"
     var.mkdir()
     return var
+
+
+@pytest.fixture
+def setup(mailbox_account, smtp_server, tmp_var, monkeypatch, request):
+    """A configured office on the test servers: `poll()`, `rows(Model, *where)`, `engine`, `config`.
+
+    Mark a test `@pytest.mark.config(key=value)` to override top-level config keys."""
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", mailbox_account.password)
+    marker = request.node.get_closest_marker("config")
+    data = factory.config_dict(mailbox_account, smtp_server, tmp_var, **(marker.kwargs if marker else {}))
+    cfg = config_mod.parse(data)
+    engine = runner.open_store(cfg)
+
+    class Setup:
+        account, smtp, var, config, office = mailbox_account, smtp_server, tmp_var, cfg, cfg.office()
+        config_path = factory.write_config(tmp_var / "mailbot.yaml", data)
+
+        def poll(self):
+            return runner.poll_once(engine, cfg, cfg.office())
+
+        def rows(self, model, *where):
+            with store.reading(engine) as s:
+                return list(s.exec(select(model).where(*where)).scalars().all())
+
+    Setup.engine = engine
+    return Setup()

@@ -65,21 +65,22 @@ DEPARTMENTS = [
 ]
 
 
-def config_dict(account, smtp, var, **overrides) -> dict:
-    """A config for the loopback test servers; `overrides` replace whole top-level keys."""
+def config_dict(account, smtp_server, var, **overrides) -> dict:
+    """A config for the loopback test servers; `overrides` update top-level keys (mappings are merged)."""
     cfg = {
         "office": {"name": "赞皇县社会信用体系建设领导小组办公室", "address": "office@example.test",
                    "timezone": "Asia/Shanghai", "phone": "0311-84225051"},
         "imap": {"host": "127.0.0.1", "port": account.port, "security": "none", "user": account.user,
                  "password_env": "TEST_IMAP_PASSWORD", "poll_seconds": 1},
-        "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none", "rate_per_minute": 1000,
+        "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "security": "none", "rate_per_minute": 1000,
                  "retry_base_seconds": 1},
         "database": {"url": f"sqlite:///{var}/mailbot.db"},
         "archive": {"dir": str(var / "archive")},
         "recipients": {"digest": ["office@example.test"]},
         "departments": DEPARTMENTS,
     }
-    cfg.update(overrides)
+    for key, value in overrides.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
     return cfg
 
 

@@ -7,32 +7,10 @@ import email.policy
 import pytest
 from sqlalchemy import select
 
-from mailbot import config as config_mod, runner, store
+from mailbot import store
 from mailbot.cli import main
 from mailbot.models import Message, Outgoing, Row, Submission
 from tests import factory
-
-
-@pytest.fixture
-def setup(mailbox_account, smtp_server, tmp_var, monkeypatch):
-    monkeypatch.setenv("TEST_IMAP_PASSWORD", mailbox_account.password)
-    data = factory.config_dict(mailbox_account, smtp_server, tmp_var)
-    cfg = config_mod.parse(data)
-    engine = runner.open_store(cfg)
-
-    class Setup:
-        account, smtp, var, config, office = mailbox_account, smtp_server, tmp_var, cfg, cfg.office()
-        config_path = factory.write_config(tmp_var / "mailbot.yaml", data)
-
-        def poll(self):
-            return runner.poll_once(engine, cfg, cfg.office())
-
-        def rows(self, model, *where):
-            with store.reading(engine) as s:
-                return list(s.exec(select(model).where(*where)).scalars().all())
-
-    Setup.engine = engine
-    return Setup()
 
 
 def body_text(captured) -> str:

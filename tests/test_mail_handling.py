@@ -1,0 +1,261 @@
+"""Mail handling that survives real mailboxes: every mail shape of tests/data/mail, end to end."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import time_machine
+
+from mailbot import intake, message, store
+from mailbot.mailbox import Mailbox
+from mailbot.models import Message, Outgoing, Submission
+from tests import factory
+
+MAIL = Path(__file__).parent / "data" / "mail"
+NAME = "赞皇县市场监督管理局11月情况清单.xlsx"
+OWN = dict(own_addresses=("office@example.test",), own_id_suffix="@example.test")
+
+
+def fixture(name: str) -> bytes:
+    return (MAIL / name).read_bytes()
+
+
+# --- parsing and classification, no servers -------------------------------------------------
+
+@pytest.mark.parametrize("name, sender, subject, attachments, classified", [
+    ("foxmail_gbk_rfc2047.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [NAME], None),
+    ("rfc2231_gb18030.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [NAME], None),
+    ("raw_8bit_gbk.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [NAME], None),
+    ("forwarded.eml", "scjgj@example.gov.cn", "转发：2026年11月情况清单", [NAME], None),
+    ("with_pdf_scan.eml", "scjgj@example.gov.cn", "2026年11月情况清单", ["盖章扫描件.pdf", NAME], None),
+    ("auto_reply.eml", "scjgj@example.gov.cn", "自动回复：回执：【已受理】2026年11月情况清单", [], "auto_reply"),
+    ("outlook_oof.eml", "scjgj@example.gov.cn", "Automatic reply: 2026", [], "auto_reply"),
+    ("precedence_bulk.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [], "auto_reply"),
+    ("mailing_list.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [], "list"),
+    ("dsn_bounce.eml", "mailer-daemon@mx.example.test", "Undelivered Mail Returned to Sender", [], "bounce"),
+    ("qq_bounce.eml", "postmaster@qq.com", "退信", [], "bounce"),
+    ("unknown_sender.eml", "stranger@qq.com", "2026年11月情况清单", [NAME], None),
+    ("no_attachment.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [], None),
+    ("large_attachment_link.eml", "scj_clerk@163.com", "2026年11月情况清单", [], None),
+])
+def test_every_mail_shape_parses(name, sender, subject, attachments, classified):
+    mail = message.parse(fixture(name))
+    assert mail.sender == sender
+    assert mail.subject == subject
+    assert [a.filename for a in mail.attachments] == attachments
+    assert message.classify(mail, **OWN) == classified
+
+
+def test_forwarded_attachment_is_marked_forwarded():
+    [att] = message.parse(fixture("forwarded.eml")).attachments
+    assert att.forwarded and att.data.startswith(b"PK\x03\x04")
+
+
+def test_bounce_quotes_the_failed_message_and_reason():
+    mail = message.parse(fixture("dsn_bounce.eml"))
+    assert mail.quoted_ids == ["{OUR_MESSAGE_ID}"] and "550 5.1.1" in mail.diagnostic
+
+
+def test_our_own_mail_coming_back_is_never_answered():
+    mail = message.parse(factory.mail(sender="office@example.test"))
+    assert message.classify(mail, **OWN) == "own"
+
+
+@pytest.mark.parametrize("header, spoofed", [
+    ("example.test; spf=fail smtp.mailfrom=x; dkim=fail header.d=x", True),
+    ("example.test; spf=fail smtp.mailfrom=x", True),  # no DKIM at all
+    ("example.test; spf=pass smtp.mailfrom=x; dkim=fail", False),
+    ("example.test; spf=softfail smtp.mailfrom=x; dkim=none", False),
+    ("attacker.example; spf=fail; dkim=fail", False),  # not our provider's header: ignored
+])
+def test_spoofing_is_judged_only_from_the_trusted_header(header, spoofed):
+    mail = message.parse(factory.mail(headers={"Authentication-Results": header}))
+    assert message.spoofed(mail, "example.test") is spoofed
+
+
+# --- end to end through Dovecot and the SMTP capture -----------------------------------------
+
+@pytest.mark.parametrize("name", ["foxmail_gbk_rfc2047.eml", "rfc2231_gb18030.eml", "raw_8bit_gbk.eml",
+                                  "forwarded.eml", "with_pdf_scan.eml"])
+def test_checklists_in_every_wrapping_are_accepted_with_their_original_name(setup, name):
+    setup.account.append(fixture(name), date=factory.ON_TIME)
+    setup.poll()
+    [receipt] = setup.smtp.messages
+    assert receipt.message["Subject"].startswith("回执：【已受理】")
+    assert f"附件“{NAME}”" in receipt.message.get_body(("plain",)).get_content()
+    [sub] = setup.rows(Submission)
+    assert sub.accepted and sub.filename == NAME and sub.row_count == 3
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("auto_reply.eml", "auto_reply"), ("outlook_oof.eml", "auto_reply"), ("precedence_bulk.eml", "auto_reply"),
+    ("mailing_list.eml", "list"), ("qq_bounce.eml", "bounce"),
+])
+def test_robots_are_never_answered(setup, name, reason):
+    setup.account.append(fixture(name))
+    setup.poll()
+    assert setup.smtp.messages == []
+    [m] = setup.rows(Message)
+    assert m.status == "ignored" and m.reason == reason
+    assert len(setup.account.messages("已处理")) == 1
+
+
+def test_bounce_of_our_receipt_is_recorded_as_failed_delivery(setup):
+    setup.account.append(factory.mail(sender="scj_clerk@163.com"), date=factory.ON_TIME)
+    setup.poll()
+    [receipt] = setup.rows(Outgoing)
+    assert receipt.status == "sent"
+    bounce = fixture("dsn_bounce.eml").replace(b"{OUR_MESSAGE_ID}", receipt.message_id.encode())
+    setup.account.append(bounce)
+    setup.poll()
+    [receipt] = setup.rows(Outgoing)
+    assert receipt.status == "bounced" and "550 5.1.1 user unknown" in receipt.last_error
+    assert len(setup.smtp.messages) == 1  # the bounce itself got no answer
+
+
+@pytest.mark.config(authentication={"trusted_authserv_id": "example.test"})
+def test_registered_address_failing_spf_and_dkim_is_quarantined(setup):
+    setup.account.append(fixture("failed_auth.eml"))
+    setup.poll()
+    assert setup.smtp.messages == [] and setup.rows(Submission) == []
+    [m] = setup.rows(Message)
+    assert m.status == "quarantined" and m.reason == "auth_failed" and "spf=fail" in m.detail
+    assert len(setup.account.messages("待人工处理")) == 1
+
+
+def test_unknown_sender_gets_nothing_and_is_quarantined(setup):
+    setup.account.append(fixture("unknown_sender.eml"))
+    setup.poll()
+    assert setup.smtp.messages == [] and setup.rows(Submission) == []
+    assert [m.reason for m in setup.rows(Message)] == ["unknown_sender"]
+
+
+def test_no_checklist_gets_instructions_and_the_blank_template(setup):
+    setup.account.append(fixture("no_attachment.eml"))
+    setup.poll()
+    [receipt] = setup.smtp.messages
+    msg = receipt.message
+    assert msg["Subject"].startswith("回执：【未通过")
+    assert "未找到情况清单附件" in msg.get_body(("plain",)).get_content()
+    [att] = list(msg.iter_attachments())
+    assert att.get_filename() == "情况清单模板.xlsx"
+    assert setup.rows(Submission) == []  # not a submission: the department is still "missing"
+
+
+def test_large_attachment_link_gets_an_explanation(setup):
+    setup.account.append(fixture("large_attachment_link.eml"))
+    setup.poll()
+    [receipt] = setup.smtp.messages
+    assert receipt.rcpt_tos == ("scj_clerk@163.com",)
+    assert "超大附件" in receipt.message.get_body(("plain",)).get_content()
+
+
+def test_resubmission_replaces_the_version_in_force_and_says_what_changed(setup):
+    setup.account.append(factory.mail(message_id="<v1@example.gov.cn>"), date=factory.ON_TIME)
+    setup.poll()
+    rows = list(factory.GOOD_ROWS)
+    rows[0] = rows[0][:3] + ("经信用中国查询，无失信记录；经信用石家庄查询，无异常", rows[0][4])  # changed
+    rows = rows[:2] + [("赞皇县某商贸有限公司", "食品经营许可证延续", "2026-11-12", "经信用中国查询，无失信记录", "无"),
+                       ("赞皇县某药店", "药品经营许可证核发", "2026-11-13", "经信用中国查询，无失信记录", "容缺受理")]
+    correction = factory.mail(message_id="<v2@example.gov.cn>", subject="Re: 回执：【已受理】2026年11月信用记录使用情况清单",
+                              attachments=(("情况清单（修改）.xlsx", factory.checklist_xlsx(rows), factory.XLSX),),
+                              headers={"In-Reply-To": "<mailbot.x@example.test>"})
+    setup.account.append(correction, date=factory.ON_TIME)
+    setup.poll()
+    first, second = setup.rows(Submission)
+    assert (first.version, second.version, second.replaces_id) == (1, 2, first.id)
+    assert second.accepted and second.row_count == 4
+    text = setup.smtp.messages[1].message.get_body(("plain",)).get_content()
+    assert "第2次报送" in text and "已替代" in text and "新增2条，删除1条，修改1条" in text
+    from mailbot.status import status
+    [scj] = [d for d in status(setup.engine, setup.office, "2026-11") if d["id"] == "scjgj"]
+    assert scj["rows"] == 4 and scj["submissions"] == 2 and scj["state"] == "filed"
+
+
+def test_a_sender_that_answers_every_receipt_is_stopped_by_the_daily_cap(setup):
+    cap = setup.office.replies.daily_cap_per_sender
+    for i in range(cap + 3):  # a misbehaving robot: plain mails, no auto-reply headers
+        setup.account.append(factory.mail(message_id=f"<loop{i}@example.gov.cn>", subject=f"Re: 回执 {i}"),
+                             date=factory.ON_TIME)
+    setup.poll()
+    assert len(setup.smtp.messages) == cap
+    assert sum(m.reason == "reply_cap" for m in setup.rows(Message)) == 3
+    assert setup.account.uids("INBOX") == []  # every mail still handled and moved
+
+
+@pytest.mark.config(smtp={"rate_per_minute": 2})
+def test_outgoing_mail_is_throttled_per_minute(setup):
+    for i in range(5):
+        setup.account.append(factory.mail(message_id=f"<t{i}@example.gov.cn>"), date=factory.ON_TIME)
+    with time_machine.travel("2026-11-26 10:00:00+08:00", tick=False) as traveller:
+        setup.poll()
+        assert len(setup.smtp.messages) == 2
+        setup.poll()
+        assert len(setup.smtp.messages) == 2  # still within the same minute
+        traveller.shift(61)
+        setup.poll()
+        assert len(setup.smtp.messages) == 4
+        traveller.shift(61)
+        setup.poll()
+    assert len(setup.smtp.messages) == 5
+    assert len({m.message["Message-ID"] for m in setup.smtp.messages}) == 5
+
+
+def test_smtp_refusals_are_retried_or_failed_as_the_code_says(setup):
+    setup.account.append(factory.mail(message_id="<a@example.gov.cn>"), date=factory.ON_TIME)
+    setup.smtp.refuse_temporarily(451, stage="rcpt")
+    setup.poll()
+    [out] = setup.rows(Outgoing)
+    assert out.status == "pending" and out.attempts == 1 and "451" in out.last_error
+    setup.smtp.refuse_permanently(554, "DT:SPM 163 spam", stage="data")
+    with store.writing(setup.engine) as s:
+        s.get(Outgoing, out.id).next_attempt_at = out.created_at
+    setup.poll()
+    [out] = setup.rows(Outgoing)
+    assert out.status == "failed" and "DT:SPM" in out.last_error
+    assert setup.smtp.messages == []
+
+
+@pytest.mark.config(imap={"sent_folder": "已发送"})
+def test_a_copy_of_each_sent_mail_goes_to_the_sent_folder(setup):
+    setup.account.append(factory.mail(), date=factory.ON_TIME)
+    setup.poll()
+    [copy] = setup.account.messages("已发送")
+    assert copy == setup.smtp.messages[0].raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def test_id_command_is_sent_after_login_and_before_select(setup):
+    setup.account.append(factory.mail(), date=factory.ON_TIME)
+    setup.poll()
+    [session] = setup.account.wait_for_sessions(1)
+    verbs = session.verbs
+    assert verbs.index("LOGIN") < verbs.index("ID") < verbs.index("SELECT")
+    assert session.ids and "mailbot" in str(session.ids[0])
+
+
+@pytest.mark.config(imap={"folder": "清单"})
+def test_folder_recreated_with_new_uidvalidity_gives_no_duplicates(setup):
+    raw = factory.mail()
+    setup.account.append(raw, folder="清单", date=factory.ON_TIME)
+    setup.poll()
+    with setup.account.client(None) as mb:  # the folder is deleted and made anew: new UIDVALIDITY
+        mb.folder.delete("清单")
+        mb.folder.create("清单")
+    setup.account.append(raw, folder="清单", date=factory.ON_TIME)  # e.g. restored from a backup
+    setup.poll()
+    assert len(setup.smtp.messages) == 1 and len(setup.rows(Submission)) == 1
+    first, again = setup.rows(Message)
+    assert first.uidvalidity != again.uidvalidity and again.status == "duplicate"
+    assert setup.account.uids("清单") == []
+
+
+def test_uncommitted_move_is_finished_by_the_next_poll(setup):
+    """The outcome is committed but the move did not happen (the process died): only move it."""
+    setup.account.append(factory.mail(), date=factory.ON_TIME)
+    with Mailbox(setup.office.imap).open() as box:
+        [item] = list(box.fetch(box.pending()))
+        intake.handle(setup.engine, setup.office, setup.config.archive.dir, item)
+    assert setup.account.uids("INBOX") != []
+    setup.poll()
+    assert setup.account.uids("INBOX") == [] and len(setup.rows(Message)) == 1
+    assert len(setup.smtp.messages) == 1
