@@ -259,3 +259,23 @@ def test_uncommitted_move_is_finished_by_the_next_poll(setup):
     setup.poll()
     assert setup.account.uids("INBOX") == [] and len(setup.rows(Message)) == 1
     assert len(setup.smtp.messages) == 1
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_tls_with_certificate_verification(setup, dovecot_server, security):
+    """TLS to the IMAP server, verified against the configured CA; unverifiable is refused."""
+    from mailbot import config as config_mod, runner
+    from tests.factory import config_dict
+
+    port = dovecot_server.tls_port if security == "ssl" else dovecot_server.port
+    imap = {"security": security, "port": port, "ca_file": str(dovecot_server.cert_path)}
+    data = config_dict(setup.account, setup.smtp, setup.var, imap=imap)
+    cfg = config_mod.parse(data)
+    setup.account.append(factory.mail(), date=factory.ON_TIME)
+    runner.poll_once(setup.engine, cfg, cfg.office())
+    assert len(setup.smtp.messages) == 1
+
+    unverified = config_mod.parse(config_dict(setup.account, setup.smtp, setup.var, imap={**imap, "ca_file": None}))
+    import ssl
+    with pytest.raises(ssl.SSLCertVerificationError):
+        runner.poll_once(setup.engine, unverified, unverified.office())
