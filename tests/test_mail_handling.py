@@ -279,3 +279,15 @@ def test_tls_with_certificate_verification(setup, dovecot_server, security):
     import ssl
     with pytest.raises(ssl.SSLCertVerificationError):
         runner.poll_once(setup.engine, unverified, unverified.office())
+
+
+@pytest.mark.config(limits={"max_message_bytes": 20_000})
+def test_mail_over_the_size_limit_is_not_downloaded_and_the_sender_is_told(setup):
+    big = factory.mail(attachments=(("清单.xlsx", None, factory.XLSX), ("扫描件.pdf", b"%PDF-1.4" + b"0" * 30_000, "application/pdf")))
+    setup.account.append(big, date=factory.ON_TIME)
+    setup.poll()
+    [receipt] = setup.smtp.messages
+    assert "超过" in receipt.message.get_body(("plain",)).get_content()
+    [m] = setup.rows(Message)
+    assert m.reason == "too_large" and m.size < 20_000  # only the header was fetched
+    assert setup.account.messages("已处理") == [big]  # the mail itself is kept whole
