@@ -78,6 +78,7 @@ class Checklist:
     nil_report: bool = False
     rows: list[Row] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    extra_columns: dict[str, int] = field(default_factory=dict)  # Row.extras key -> 1-based column index
 
     def column_letter(self, name: str) -> str | None:
         index = self.columns.get(name)
@@ -155,6 +156,12 @@ def _is_nil(values: list[str]) -> bool:
     return len(distinct) == 1 and bool(_NIL.search(distinct.pop()))
 
 
+def _extra_columns(titles: tuple, columns: dict[str, int]) -> dict[str, int]:
+    """Where each titled extra column is, so rules can locate a problem in it (e.g. a code)."""
+    known = set(columns.values())
+    return {text(t): i for i, t in enumerate(titles, start=1) if i not in known and text(t)}
+
+
 def parse(workbook: Workbook) -> Checklist:
     """Find the table and read it; raises Rejected when no sheet holds the checklist."""
     candidates = []
@@ -171,6 +178,7 @@ def parse(workbook: Workbook) -> Checklist:
     candidates.sort(key=lambda c: -c[0])
     _score, sheet, (header_row, columns) = candidates[0]
     checklist = Checklist(sheet=sheet.name, header_row=header_row, columns=columns)
+    checklist.extra_columns = _extra_columns(sheet.rows[header_row - 1], columns)
     for key, value in _header_fields(sheet, header_row).items():
         setattr(checklist, key, text(value) if key != "report_date" else value)
     for name in FIELDS:
