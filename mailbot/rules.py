@@ -1,7 +1,8 @@
 """Validation rules: checklist rows -> problems and derived fields. Pure: no I/O.
 
-Every problem names the sheet, row and column and says in Chinese how to fix it. Whether a
-code rejects the submission (`error`) or only informs (`warning`) is config (`rules.severity`).
+Every problem names the sheet, spreadsheet row and column letter and says in Chinese what is
+wrong and how to fix it. Whether a code rejects the submission (`error`), only informs
+(`warning`) or is not checked (`off`) is config (`rules.severity`) over `DEFAULT_SEVERITY`.
 """
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field, replace
 
+from openpyxl.utils import get_column_letter
+
 from . import codes, dates, vocabulary
-from .checklist import FIELD_TITLES, Checklist, norm, text
+from .checklist import FIELD_TITLES, Checklist, Row, norm, text
 from .config import Department
 from .errors import Problem
 
@@ -38,6 +41,13 @@ DEFAULT_SEVERITY = {
     "empty_checklist": "error",
 }
 
+# An extra column whose title says it holds codes (统一社会信用代码, 身份证号码, 证件号码, 证照号 ...).
+_CODE_TITLE = re.compile(r"代码|身份证|证件|证照")
+# What someone meant as a code but got the length wrong: 15-20 letters and digits, nothing else.
+_CODE_LIKE = re.compile(r"[0-9A-Za-z]{15,20}")
+# A year-less date this far after 报送日期 belongs to the year before (December rows in a January report).
+_YEARLESS_SLACK = dt.timedelta(days=31)
+
 
 @dataclass(frozen=True)
 class Context:
@@ -64,42 +74,53 @@ def _period_bounds(period: str) -> tuple[int, int]:
     return int(year), int(month)
 
 
-def _where(checklist: Checklist, row: int | None, name: str | None) -> str:
-    place = f"工作表“{checklist.sheet}”"
-    if row:
-        place += f"第{row}行"
-    if name:
-        letter = checklist.column_letter(name)
-        title = FIELD_TITLES.get(name, name)
-        place += f"“{title}”列" + (f"（{letter}{row}）" if letter and row else "")
-    return place
-
-
 def _severity(ctx: Context, code: str) -> str:
     return ctx.severity.get(code, DEFAULT_SEVERITY.get(code, "error"))
 
 
+@dataclass(frozen=True)
+class _Column:
+    """Where a problem sits: the column's letter and the title the sender sees over it."""
+
+    letter: str | None
+    title: str
+
+
+def _field_column(checklist: Checklist, name: str) -> _Column:
+    return _Column(checklist.column_letter(name), FIELD_TITLES.get(name, name))
+
+
+def _extra_column(checklist: Checklist, key: str) -> _Column:
+    index = checklist.extra_columns.get(key)
+    return _Column(get_column_letter(index) if index else None, key)
+
+
 def _problem(ctx: Context, checklist: Checklist, code: str, message: str, row: int | None = None,
-             name: str | None = None) -> Problem | None:
+             column: _Column | None = None) -> Problem | None:
     severity = _severity(ctx, code)
     if severity == "off":
         return None
-    where = _where(checklist, row, name)
-    return Problem(code, f"{where}：{message}", severity, checklist.sheet, row,
-                   checklist.column_letter(name) if name else None)
+    place = f"工作表“{checklist.sheet}”"
+    if row:
+        place += f"第{row}行"
+    if column:
+        place += f"“{column.title}”列" + (f"（{column.letter}{row}）" if column.letter and row else "")
+    return Problem(code, f"{place}：{message}", severity, checklist.sheet, row, column.letter if column else None)
 
 
 _DATE_HINT = "请填写完整日期，如“2026年11月5日”或“2026-11-05”。"
 
 
 def _date_message(result: dates.DateParse) -> str:
-    if result.code == "date_empty":
+    if result.code == dates.DATE_EMPTY:
         return "日期未填写。" + _DATE_HINT
-    if result.code == "date_not_exist":
-        return f"{result.detail}，请核对月份和日。"
-    if result.code == "date_bare_number":
-        return f"{result.detail}。"
+    if result.code == dates.DATE_NOT_EXIST:
+        return f"{result.detail}，请核对月份和日后填写正确的日期。"
+    if result.code == dates.DATE_BARE_NUMBER:
+        return f"{result.detail}（系统不会猜测日期，请确认实际日期）。"
     return f"{result.detail}。" + _DATE_HINT
+
+
 _REQUIRED = {
     "entity": ("entity_empty", "市场主体（自然人）名称未填写，请填写企业或个人名称。"),
     "matter": ("matter_empty", "行政管理事项名称未填写，请填写所办理的事项名称（如“食品经营许可证核发”）。"),
@@ -108,31 +129,64 @@ _REQUIRED = {
 }
 
 
-def unit_matches(unit: str, dept: Department) -> bool:
-    u = re.sub(r"[(（].*?[)）]", "", norm(unit))
+# ---------------------------------------------------------------- header: 单位, 报送日期 ----------
+
+def _unit_key(name: str) -> str:
+    """A unit's name without spaces, full-width forms or a parenthesised note such as （盖章）."""
+    return re.sub(r"\(.*?\)", "", norm(name))
+
+
+def unit_match(unit: str, dept: Department) -> int:
+    """2: the 单位 is the department's name or an alias; 1: one contains the other; 0: no match."""
+    u = _unit_key(unit)
+    best = 0
     for name in (dept.name, *dept.aliases):
-        n = norm(name)
-        if u == n or (len(u) >= 4 and (u in n or n in u)):
-            return True
-    return False
+        n = _unit_key(name)
+        if not n:
+            continue
+        if u == n:
+            return 2
+        if len(u) >= 4 and len(n) >= 3 and (u in n or n in u):
+            best = 1
+    return best
+
+
+def unit_matches(unit: str, dept: Department) -> bool:
+    return unit_match(unit, dept) > 0
 
 
 def check_header(checklist: Checklist, ctx: Context) -> list[Problem]:
     out: list[Problem | None] = []
-    if ctx.department is None:
+    dept = ctx.department
+    if dept is None:
         pass
     elif not checklist.unit:
         out.append(_problem(ctx, checklist, "unit_missing",
-                            f"表头“单位”未填写，请填写“{ctx.department.name}”。"))
-    elif not unit_matches(checklist.unit, ctx.department):
-        other = next((d for d in ctx.departments if d.id != ctx.department.id and unit_matches(checklist.unit, d)), None)
-        extra = f"（“{other.name}”应由其登记的邮箱报送）" if other else ""
-        out.append(_problem(ctx, checklist, "unit_mismatch",
-                            f"表内单位为“{checklist.unit}”，与发件邮箱登记的单位“{ctx.department.name}”不一致{extra}。"
-                            "请核对后使用本单位登记的邮箱发送本单位的清单。"))
-    if text(checklist.report_date) and report_date(checklist) is None:
-        out.append(_problem(ctx, checklist, "report_date_unparsed",
-                            f"无法识别报送日期“{text(checklist.report_date)}”。" + _DATE_HINT))
+                            f"表头“单位”未填写，请填写“{dept.name}”。"))
+    else:
+        own = unit_match(checklist.unit, dept)
+        others = [(unit_match(checklist.unit, d), d) for d in ctx.departments if d.id != dept.id]
+        strength, other = max(others, key=lambda o: o[0], default=(0, None))
+        if own == 0 or strength > own:
+            # Both units are named; the file never counts for the other department, whose own
+            # registered mailbox must send it.
+            said = f"表头“单位”填写的是“{checklist.unit}”，与发件邮箱登记的单位“{dept.name}”不一致"
+            fix = f"如确为本单位清单，请将“单位”改为“{dept.name}”后重新发送；"
+            if strength:
+                if _unit_key(other.name) != _unit_key(checklist.unit):
+                    said += f"（“{checklist.unit}”即已登记的“{other.name}”）"
+                said += f"，本次报送不计入“{other.name}”。"
+                fix += f"如为“{other.name}”的清单，请由“{other.name}”使用其登记的邮箱报送。"
+            else:
+                said += "。"
+                fix += "其他单位的清单请由该单位使用其登记的邮箱报送。"
+            out.append(_problem(ctx, checklist, "unit_mismatch", said + fix))
+    if text(checklist.report_date):
+        result = dates.parse_date(checklist.report_date)
+        if not result.ok:
+            said = f"报送日期“{text(checklist.report_date)}”没有写年份。" + _DATE_HINT \
+                if result.code == dates.DATE_NO_YEAR else "报送日期" + _date_message(result)
+            out.append(_problem(ctx, checklist, "report_date_unparsed", said))
     return [p for p in out if p]
 
 
@@ -142,45 +196,106 @@ def report_date(checklist: Checklist) -> dt.date | None:
     return dates.parse_date(checklist.report_date).date
 
 
+# ---------------------------------------------------------------- rows ----------------------------
+
+def _first_column(checklist: Checklist) -> _Column | None:
+    """Where a problem of a whole row is marked: the name column, else the leftmost field."""
+    fields = [n for n in FIELD_TITLES if n in checklist.columns]
+    name = "entity" if "entity" in fields else min(fields, key=checklist.columns.get, default=None)
+    return _field_column(checklist, name) if name else None
+
+
+def _row_date(value, report_day: dt.date | None, fallback_year: int) -> dates.DateParse:
+    """A 日期 cell; a year-less 11月5日 takes its year from 报送日期 (else from the period)."""
+    result = dates.parse_date(value)
+    if result.code != dates.DATE_NO_YEAR:
+        return result
+    year = report_day.year if report_day else fallback_year
+    result = dates.parse_date(value, default_year=year)
+    if report_day and result.date and result.date > report_day + _YEARLESS_SLACK:
+        result = dates.parse_date(value, default_year=year - 1)  # 12月28日 in a report dated 1月5日
+    return result
+
+
+def _code_cells(checklist: Checklist, row: Row) -> list[tuple[str, _Column, str | None]]:
+    """(text, column, meant) of every cell that may carry a code: the name cell (meant None), the
+    code column and extra columns whose title says they hold codes (meant "uscc", "id" or "any")."""
+    cells: list[tuple[str, _Column, str | None]] = [(row.text("entity"), _field_column(checklist, "entity"), None)]
+    if "code" in checklist.columns:  # the first such column; checklist keeps it with the fields
+        cells.append((row.text("code"), _Column(checklist.column_letter("code"), "统一社会信用代码或身份证号码"), "any"))
+    for key, value in row.extras.items():
+        title = norm(key)
+        if _CODE_TITLE.search(title):
+            meant = "id" if "身份证" in title else "uscc" if "信用代码" in title else "any"
+            cells.append((value, _extra_column(checklist, key), meant))
+    return cells
+
+
+def _check_codes(cell: str, meant: str | None) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Codes found in one cell, and (problem code, message) for each wrong one.
+
+    In a cell meant for a code, a value of the wrong length is reported too; in the name cell
+    only 18-character runs count as codes (a name may hold other numbers).
+    """
+    found, wrong = [], []
+    for code in codes.find_codes(cell):
+        found.append({"kind": code.kind, "value": code.value, "valid": code.problem is None})
+        if code.problem:
+            wrong.append((code.kind, code.value, code.problem))
+    value = norm(cell).upper()
+    if meant and not found and _CODE_LIKE.fullmatch(value):
+        kind = meant if meant != "any" else "id" if value[:-1].isdigit() else "uscc"
+        problem = codes.id_check(value) if kind == "id" else codes.uscc_check(value)
+        if problem:
+            found.append({"kind": kind, "value": value, "valid": False})
+            wrong.append((kind, value, problem))
+    messages = []
+    for kind, value, problem in wrong:
+        # The whole number is shown: this message goes only to the department that sent it
+        # (`mailbot check` and digests mask it with codes.mask_ids).
+        if kind == "uscc":
+            messages.append(("uscc_invalid", f"统一社会信用代码“{value}”有误：{problem}。请对照营业执照核对后更正。"))
+        else:
+            messages.append(("id_invalid", f"身份证号码“{value}”有误：{problem}。请对照身份证核对后更正。"))
+    return found, messages
+
+
 def check(checklist: Checklist, ctx: Context) -> Checked:
     """All rules over one parsed checklist; derived fields feed the digests."""
-    problems: list[Problem | None] = list(checklist.problems) + check_header(checklist, ctx)
+    problems: list[Problem | None] = with_severity(checklist.problems, ctx.severity) + check_header(checklist, ctx)
     year, month = _period_bounds(ctx.period)
-    default_year = (report_date(checklist) or dt.date(year, month, 1)).year
+    report_day = report_date(checklist)
+    first = _first_column(checklist)
     derived: dict[int, dict] = {}
     parsed_dates: dict[int, dt.date | None] = {}
     seen: dict[tuple, int] = {}
     for row in checklist.rows:
-        p = lambda code, msg, name=None: problems.append(_problem(ctx, checklist, code, msg, row.row_no, name))  # noqa: E731
+        def p(code: str, message: str, column: _Column | None = None) -> None:
+            problems.append(_problem(ctx, checklist, code, message, row.row_no, column))
+
         for name, (code, message) in _REQUIRED.items():
             if name in checklist.columns and not row.text(name):
-                p(code, message, name)
+                p(code, message, _field_column(checklist, name))
         day = None
         if "date" in checklist.columns:
-            result = dates.parse_date(row.cells.get("date"), default_year=default_year)
+            where = _field_column(checklist, "date")
+            result = _row_date(row.cells.get("date"), report_day, year)
             day = result.date
             if result.code:
-                p(result.code, _date_message(result), "date")
-            elif day and day > ctx.today:
-                p("date_future", f"日期{day:%Y-%m-%d}晚于今天，请核对。", "date")
-            elif day and (day.year, day.month) != (year, month):
+                p(result.code, _date_message(result), where)
+            elif day > ctx.today:
+                p("date_future", f"日期{day:%Y-%m-%d}晚于今天（{ctx.today:%Y-%m-%d}），请核对后填写实际使用信用记录的日期。", where)
+            elif (day.year, day.month) != (year, month):
                 p("date_outside_period",
-                  f"日期{day:%Y-%m-%d}不在本次报送所属的{year}年{month}月内，请核对；如为补报其他月份，请在邮件主题中注明月份（如“{day.year}年{day.month}月”）。",
-                  "date")
+                  f"日期{day:%Y-%m-%d}不在本次报送所属的{year}年{month}月内，请核对；如为补报其他月份，"
+                  f"请在邮件主题中注明月份（如“{day.year}年{day.month}月”）。", where)
         parsed_dates[row.row_no] = day
         found = []
-        for name in ("entity", "code"):
-            value = row.text(name) if name in row.cells else ""
-            for extra_title, extra in row.extras.items():
-                if name == "code" and re.search(r"代码|身份证|证件", extra_title):
-                    value += " " + extra
-            for code in codes.find_codes(value):
-                found.append({"kind": code.kind, "value": code.value, "valid": code.problem is None})
-                if code.problem:
-                    label = "统一社会信用代码" if code.kind == "uscc" else "身份证号码"
-                    # the whole number is shown: this message only goes to the department that sent it
-                    p(f"{code.kind}_invalid", f"{label}“{code.value}”有误：{code.problem}。请核对后更正。",
-                      "entity" if name == "entity" else None)
+        for cell, column, meant in _code_cells(checklist, row):
+            codes_here, messages = _check_codes(cell, meant)
+            found += codes_here
+            for code, message in messages:
+                p(code, message, column)
         measures = vocabulary.map_measures(row.text("measure"))
         joined = " ".join(row.text(n) for n in ("usage", "measure", "matter"))
         derived[row.row_no] = {
@@ -190,17 +305,21 @@ def check(checklist: Checklist, ctx: Context) -> Checked:
             "field": vocabulary.detect_field(row.text("matter")),
             "codes": found,
         }
-        key = tuple(norm(row.cells.get(n)) for n in ("entity", "matter", "date", "usage", "measure"))
+        key = (*(day if n == "date" and day else norm(v) for n, v in sorted(row.cells.items())),
+               *sorted((k, norm(v)) for k, v in row.extras.items()))
         if key in seen:
-            p("duplicate_row", f"与第{seen[key]}行内容完全相同，请确认是否重复填写。")
+            p("duplicate_row", f"本行与第{seen[key]}行内容完全相同，请确认是否重复填写；如确属重复，请删除其中一行。", first)
         else:
             seen[key] = row.row_no
     if not checklist.rows and not checklist.nil_report:
         problems.append(_problem(
             ctx, checklist, "empty_checklist",
-            "表格中没有填写任何记录。如本月没有使用信用记录和信用报告的情况，请在表格第一行填写“本月无使用信用记录和信用报告情况”后重新发送。"))
+            "表格中没有填写任何记录。如本月没有使用信用记录和信用报告的情况，请在表格第一行填写“本月无使用信用记录和信用报告情况”后重新发送。",
+            checklist.header_row + 1, first))
     return Checked([q for q in problems if q], derived, parsed_dates)
 
+
+# ---------------------------------------------------------------- the reporting period -----------
 
 def subject_period(subject: str, received: dt.date) -> str | None:
     """A month named in the mail subject, e.g. “2026年11月” or “11月份”."""
@@ -214,18 +333,21 @@ def subject_period(subject: str, received: dt.date) -> str | None:
 
 
 def reporting_period(subject: str, checklist: Checklist | None, received: dt.date) -> tuple[str, str]:
-    """(period, source): the subject if it names a month, else 报送日期, else the day received."""
+    """(period, source): the subject if it names a month, else 报送日期, else the day received.
+
+    A 报送日期 after the day the mail arrived cannot be the day it was sent: it is not used.
+    """
     found = subject_period(subject, received)
     if found:
         return found, "subject"
     day = report_date(checklist) if checklist else None
-    if day:
+    if day and day <= received:
         return f"{day.year:04d}-{day.month:02d}", "report_date"
     return f"{received.year:04d}-{received.month:02d}", "received"
 
 
 def with_severity(problems: list[Problem], ctx_severity: dict[str, str]) -> list[Problem]:
-    """Apply config severities to problems raised outside `check` (e.g. by the reader)."""
+    """Apply config severities to problems raised outside the row rules (e.g. by the reader)."""
     out = []
     for p in problems:
         sev = ctx_severity.get(p.code)
@@ -233,4 +355,3 @@ def with_severity(problems: list[Problem], ctx_severity: dict[str, str]) -> list
             continue
         out.append(replace(p, severity=sev) if sev else p)
     return out
-
