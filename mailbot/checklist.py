@@ -1,8 +1,10 @@
 """Cells -> the checklist: header fields, rows and layout problems. Pure: no I/O.
 
 Real files differ from the template (domain.md, "The template"): the table may sit on any
-sheet, under a title, with a 序号 column, columns in another order and header texts with
-line breaks or half-width parentheses. We find the header row by what its cells say.
+sheet, under a title, with a 序号 column, extra columns, columns in another order and header
+texts with line breaks, spaces or half-width parentheses; 单位/报送人/报送日期 stand in one
+cell, in the next cell, or in a footer; notes and blank rows surround the data; a month with
+nothing to report is one merged sentence. We find everything by what the cells say.
 """
 from __future__ import annotations
 
@@ -13,39 +15,54 @@ from dataclasses import dataclass, field
 from openpyxl.utils import get_column_letter
 
 from .errors import Problem, Rejected
+from .template import COLUMNS
 from .workbook import Cell, Sheet, Workbook
 
 FIELDS = ("entity", "matter", "date", "usage", "measure")
-FIELD_TITLES = {
-    "entity": "市场主体（自然人）名称",
-    "matter": "行政管理事项名称",
-    "date": "日期",
-    "usage": "使用信用记录或报告情况",
-    "measure": "使用的激励或惩戒措施",
-}
+FIELD_TITLES = dict(zip(FIELDS, COLUMNS, strict=True))
 HEADER_LABELS = {"unit": "单位", "submitter": "报送人", "report_date": "报送日期"}
 _HEADER_SCAN_ROWS = 40
 
-# A header cell's normalised text -> field, tried in order; the first match wins.
-_COLUMN_PATTERNS = (
-    ("seq", re.compile(r"^(序号|编号|序)$")),
-    ("code", re.compile(r"(统一社会信用代码|信用代码|身份证|证件号)")),
-    ("measure", re.compile(r"(措施|激励|惩戒|奖惩)")),
-    ("usage", re.compile(r"(使用信用记录|报告情况|使用情况|信用记录|信用报告|查询情况)")),
-    ("entity", re.compile(r"(市场主体|自然人|主体名称|企业名称|单位名称|对象名称|当事人)")),
-    ("matter", re.compile(r"(行政管理事项|事项名称|管理事项|事项|业务名称)")),
-    ("date", re.compile(r"^(使用)?(日期|时间|查询日期|使用日期|办理日期|办理时间)$")),
-)
-_NIL = re.compile(r"(本月|当月|本期|本季度)?.{0,6}(无|未|没有).{0,12}(使用|查询|情况|记录|报告|业务|事项)|^无$")
-_NOTE = re.compile(r"^(注|备注|说明|填表说明|填报说明)[:：]")
+# A header cell's text (normalised, parenthesised remarks dropped) -> column; first match wins.
+_COLUMN_PATTERNS = tuple((name, re.compile(rx)) for name, rx in (
+    ("seq", r"^(序号|编号|序|No\.?)$"),
+    ("code", r"^(?!.*名称).*(信用代码|身份证|证件号|证照号)"),
+    ("measure", r"措施|激励|惩戒|奖惩"),
+    ("usage", r"信用记录|信用报告|报告情况|使用情况|查询情况|查询结果"),
+    ("entity", r"市场主体|自然人|主体名称|企业名称|单位名称|对象名称|当事人|申请人|相对人"),
+    ("matter", r"事项|业务名称|业务类型"),
+    ("date", r"^(使用|查询|办理|受理)?(日期|时间)$"),
+))
+# Header-field labels as people write them (spaces allowed inside) -> field; None: a label we
+# only need so that its text is not taken for the value before it (报送人：张三 联系电话：…).
+_LABELS = {
+    "单位": "unit", "填报单位": "unit", "报送单位": "unit", "单位名称": "unit",
+    "报送人": "submitter", "填报人": "submitter", "填表人": "submitter", "经办人": "submitter",
+    "报送日期": "report_date", "填报日期": "report_date", "填表日期": "report_date", "报送时间": "report_date",
+    "联系人": None, "联系电话": None, "电话": None, "联系方式": None, "手机": None, "审核人": None,
+    "负责人": None, "单位负责人": None, "分管领导": None, "签字": None, "盖章": None,
+}
+_LABEL = re.compile("(" + "|".join(r"\s*".join(w) for w in sorted(_LABELS, key=len, reverse=True))
+                    + r")\s*(?:[(（][^)）]{0,8}[)）])?\s*[:：]")
+_NOTE = re.compile(r"^(注|备注|附注|说明|填表说明|填报说明)\s*\d*\s*[:：.、]|^注\d")
+_NUMBERING = re.compile(r"^[(（]?\d{1,3}[)）.、]?$")
+_INSTRUCTION_SHEET = re.compile(r"说明|须知|示例|样例|instruction|readme", re.I)
+# A nil report: a whole cell such as 本月无使用信用记录和信用报告情况, or only a placeholder.
+_PLACEHOLDERS = frozenset({"无", "暂无", "/", "\\", "-", "--", "—", "——", "空", "没有", "不涉及", "无此情况"})
+_NIL_HEAD = re.compile(r"^(本单位|我单位|我局)?(\d{4}年)?(\d{1,2}月份?|本月份?|当月|本期|本季度)?"
+                       r"(本单位|我单位|我局|本部门)?(暂无|无|未|没有|不涉及)")
+_NIL_TOPIC = re.compile(r"信用记录|信用报告|使用信用|相关情况|相关业务|相关事项")
+_NIL_PERIOD = re.compile(r"本月|当月|本期|\d月")
+_NOT_NIL = re.compile(r"失信|不良|异常|违法|黑名单")
+# ... or a sentence in a letter: 经核查，我局2026年11月未发生使用信用记录和信用报告的情况。
+_NIL_SENTENCE = re.compile(r"(无|未|没有)(发生|有)?(使用|查询|应用)?[^。;；，,]{0,12}(信用记录|信用报告)")
 
 
 def norm(value: Cell) -> str:
     """Text as a person reads it: full-width folded, spaces and line breaks removed."""
     if value is None:
         return ""
-    text = unicodedata.normalize("NFKC", str(value))
-    return re.sub(r"\s+", "", text)
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(value)))
 
 
 def text(value: Cell) -> str:
@@ -60,7 +77,7 @@ def text(value: Cell) -> str:
 @dataclass
 class Row:
     row_no: int
-    cells: dict[str, Cell]  # field -> raw cell value
+    cells: dict[str, Cell]  # field (and "code" when the file has that column) -> raw cell value
     extras: dict[str, str] = field(default_factory=dict)  # other columns: header text -> text
 
     def text(self, name: str) -> str:
@@ -70,7 +87,7 @@ class Row:
 @dataclass
 class Checklist:
     sheet: str
-    header_row: int
+    header_row: int  # 0 when a nil report carries no table
     columns: dict[str, int]  # field -> 1-based column index
     unit: str = ""
     submitter: str = ""
@@ -86,125 +103,209 @@ class Checklist:
 
 
 def column_field(title: Cell) -> str | None:
-    t = norm(title)
-    if not t or len(t) > 30:
+    """Which column a header cell names: a field, "seq", "code", or None."""
+    t = re.sub(r"[*＊※]", "", norm(title))
+    bare = re.sub(r"\([^)]*\)", "", t)
+    if not bare or len(t) > 30 or ":" in bare or t.endswith(("清单", "情况表", "统计表")):
         return None
-    if t.startswith(("报送日期", "报送人", "单位:", "单位：")):
-        return None
-    for name, pattern in _COLUMN_PATTERNS:
-        if pattern.search(t):
-            return name
-    return None
+    return next((name for name, rx in _COLUMN_PATTERNS if rx.search(bare)), None)
 
 
-def _header_columns(row: tuple[Cell, ...]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    extras = 0
-    for index, value in enumerate(row, start=1):
-        name = column_field(value)
-        if name and name not in found:
-            found[name] = index
-        elif norm(value):
-            extras += 1
-    return found
-
-
-def _find_table(sheet: Sheet) -> tuple[int, dict[str, int]] | None:
-    best: tuple[int, dict[str, int]] | None = None
-    for index, row in enumerate(sheet.rows[:_HEADER_SCAN_ROWS], start=1):
-        cols = _header_columns(row)
-        score = sum(1 for f in FIELDS if f in cols)
-        if score >= 3 and (best is None or score > sum(1 for f in FIELDS if f in best[1])):
-            best = (index, cols)
+def _find_header(rows: list[tuple]) -> tuple[int, dict[str, int]] | None:
+    """(row number, columns) of the row naming most fields (at least two), the first on a tie."""
+    best, best_score = None, 1
+    for number, row in enumerate(rows[:_HEADER_SCAN_ROWS], start=1):
+        found: dict[str, int] = {}
+        for index, value in enumerate(row, start=1):
+            if isinstance(value, str) and (name := column_field(value)) and name not in found:
+                found[name] = index
+        score = sum(1 for f in FIELDS if f in found)
+        if score > best_score:
+            best, best_score = (number, found), score
     return best
 
 
-_LABEL = re.compile(r"(单位|报送人|报送日期)[:：]")
+def _is_label(value: Cell) -> bool:
+    return isinstance(value, str) and (bool(_LABEL.match(value.strip())) or _bare_label(value) in _LABELS)
 
 
-def _header_fields(sheet: Sheet, header_row: int) -> dict[str, Cell]:
-    """单位 / 报送人 / 报送日期 above the table: in the same cell after the colon, or the next cell."""
-    found: dict[str, Cell] = {}
-    keys = {v: k for k, v in HEADER_LABELS.items()}
-    for row in sheet.rows[: header_row - 1]:
-        cells = list(row)
-        for i, value in enumerate(cells):
-            t = unicodedata.normalize("NFKC", str(value)) if value is not None else ""
-            marks = list(_LABEL.finditer(t))
-            if not marks:
-                label = norm(value).rstrip(":：")
-                if label in keys and (i + 1 < len(cells)) and keys[label] not in found:
-                    nxt = next((c for c in cells[i + 1:] if norm(c)), None)
-                    if nxt is not None and not _LABEL.search(norm(nxt)):
-                        found[keys[label]] = nxt
+def _bare_label(value: Cell) -> str:
+    return re.sub(r"\([^)]*\)", "", norm(value)).rstrip(":")
+
+
+def _after(cells: tuple, i: int) -> Cell:
+    """The value that follows a label: the next non-empty cell, unless that is another label."""
+    value = next((c for c in cells[i + 1:] if text(c)), None)
+    return None if _is_label(value) else value
+
+
+def _clean(value: str) -> str:
+    value = value.strip(" \t\r\n\u3000_＿")
+    return "" if re.fullmatch(r"[\s年月日_＿]*", value) else value
+
+
+def _read_labels(row: tuple, found: dict[str, Cell]) -> None:
+    """单位/报送人/报送日期 in one row: after the colon, in the next cell, or several in one cell."""
+    for i, value in enumerate(row):
+        if not isinstance(value, str):
+            continue
+        marks = list(_LABEL.finditer(value))
+        if not marks:
+            key = _LABELS.get(_bare_label(value))
+            if key and key not in found and (nxt := _after(row, i)) is not None:
+                found[key] = nxt
+            continue
+        for j, m in enumerate(marks):
+            key = _LABELS.get(re.sub(r"\s", "", m.group(1)))
+            if key is None or key in found:
                 continue
-            for j, m in enumerate(marks):
-                end = marks[j + 1].start() if j + 1 < len(marks) else len(t)
-                value_text = t[m.end():end].strip()
-                key = keys[m.group(1)]
-                if value_text:
-                    found.setdefault(key, value_text)
-                elif j + 1 == len(marks):
-                    nxt = next((c for c in cells[i + 1:] if norm(c)), None)
-                    if nxt is not None and not _LABEL.search(norm(nxt)):
-                        found.setdefault(key, nxt)
-    return found
+            said = _clean(value[m.end(): marks[j + 1].start() if j + 1 < len(marks) else len(value)])
+            if not said and j + 1 == len(marks):
+                said = _after(row, i)
+            if said is not None and text(said):
+                found[key] = said
 
 
-def _is_nil(values: list[str]) -> bool:
-    distinct = {v for v in values if v}
-    return len(distinct) == 1 and bool(_NIL.search(distinct.pop()))
+def _is_nil_text(value: Cell) -> bool:
+    t = norm(value).rstrip("。.!！")
+    if t in _PLACEHOLDERS:
+        return True
+    head = _NIL_HEAD.match(t)
+    return bool(head) and len(t) <= 50 and not _NOT_NIL.search(t) \
+        and bool(_NIL_TOPIC.search(t) or _NIL_PERIOD.match(t) or head.end() == len(t))
 
 
-def _extra_columns(titles: tuple, columns: dict[str, int]) -> dict[str, int]:
-    """Where each titled extra column is, so rules can locate a problem in it (e.g. a code)."""
-    known = set(columns.values())
-    return {text(t): i for i, t in enumerate(titles, start=1) if i not in known and text(t)}
+def _says_nil(value: Cell) -> bool:
+    """A nil statement anywhere in a cell or paragraph, but not an instruction quoting one."""
+    t = norm(value)
+    return 0 < len(t) <= 120 and not _NOTE.match(t) and not re.search(r"[“”\"]|填写", t) \
+        and (_is_nil_text(t) and t not in _PLACEHOLDERS or bool(_NIL_SENTENCE.search(t)) and not _NOT_NIL.search(t))
+
+
+def _is_instructions(sheet: Sheet) -> bool:
+    return bool(_INSTRUCTION_SHEET.search(sheet.name.rpartition(":")[2]))
+
+
+def _wrong_template() -> Rejected:
+    return Rejected([Problem(
+        "wrong_template",
+        "附件中未找到情况清单的表头（应包含“市场主体（自然人）名称”“行政管理事项名称”“日期”"
+        "“使用信用记录或报告情况”“使用的激励或惩戒措施”等列）。请使用随本回执附上的空白模板填写后重新发送。",
+    )], attach_template=True)
 
 
 def parse(workbook: Workbook) -> Checklist:
     """Find the table and read it; raises Rejected when no sheet holds the checklist."""
-    candidates = []
-    for sheet in workbook.sheets:
-        found = _find_table(sheet)
+    # Instruction sheets and hidden ones (old months, lookup lists) only when nothing else will do.
+    order = sorted(enumerate(workbook.sheets), key=lambda s: (s[1].hidden or _is_instructions(s[1]), s[0]))
+    best = None
+    for rank, (_, sheet) in enumerate(order):
+        found = _find_header(sheet.rows)
         if found:
-            candidates.append((sum(1 for f in FIELDS if f in found[1]), sheet, found))
-    if not candidates:
-        raise Rejected([Problem(
-            "wrong_template",
-            "附件中未找到情况清单的表头（应包含“市场主体（自然人）名称”“行政管理事项名称”“日期”"
-            "“使用信用记录或报告情况”“使用的激励或惩戒措施”等列）。请使用随本回执附上的空白模板填写后重新发送。",
-        )], attach_template=True)
-    candidates.sort(key=lambda c: -c[0])
-    _score, sheet, (header_row, columns) = candidates[0]
+            fallback = sheet.hidden or _is_instructions(sheet)
+            score = sum(1 for f in FIELDS if f in found[1])
+            key = (fallback, -score, rank)
+            if best is None or key < best[0]:
+                best = (key, sheet, found)
+    if best is None:
+        return _nil_without_table(order)
+    _, sheet, (header_row, columns) = best
     checklist = Checklist(sheet=sheet.name, header_row=header_row, columns=columns)
-    checklist.extra_columns = _extra_columns(sheet.rows[header_row - 1], columns)
-    for key, value in _header_fields(sheet, header_row).items():
-        setattr(checklist, key, text(value) if key != "report_date" else value)
+    body, footer = _body(sheet, header_row, columns, checklist.extra_columns)
+    _set_header_fields(checklist, sheet.rows[: header_row - 1] + footer)
+    if body and all(_is_nil_row(sheet.rows[row.row_no - 1]) for row in body):
+        checklist.nil_report = True
+        return checklist
+    if not body and any(_says_nil(v) for r in sheet.rows[: header_row - 1] + footer for v in r):
+        checklist.nil_report = True  # the sentence stands above or below an empty table
+        return checklist
+    checklist.rows = body
     for name in FIELDS:
         if name not in columns:
             checklist.problems.append(Problem(
-                "missing_column",
-                f"表头缺少“{FIELD_TITLES[name]}”列，请按模板补齐该列后重新发送。",
+                "missing_column", f"表头缺少“{FIELD_TITLES[name]}”列，请按模板补齐该列后重新发送。",
                 sheet=sheet.name, row=header_row))
-    titles = {i: text(v) for i, v in enumerate(sheet.rows[header_row - 1], start=1)}
-    known = set(columns.values())
-    body: list[Row] = []
-    for row_no, row in enumerate(sheet.rows[header_row:], start=header_row + 1):
-        values = [text(v) for v in row]
-        if not any(values):
-            continue
-        first = next(v for v in values if v)
-        if _NOTE.match(unicodedata.normalize("NFKC", first)):
-            continue
-        cells = {name: (row[i - 1] if i - 1 < len(row) else None) for name, i in columns.items() if name in FIELDS}
-        if not any(text(v) for v in cells.values()):
-            continue  # only a 序号 or stray text outside the table
-        extras = {titles.get(i, get_column_letter(i)): values[i - 1]
-                  for i in range(1, len(values) + 1) if i not in known and values[i - 1]}
-        body.append(Row(row_no=row_no, cells=cells, extras=extras))
-    if len(body) == 1 and _is_nil([text(v) for v in body[0].cells.values()]):
-        checklist.nil_report = True
-    elif body:
-        checklist.rows = body
     return checklist
+
+
+def _set_header_fields(checklist: Checklist, rows: list[tuple]) -> None:
+    found: dict[str, Cell] = {}
+    for row in rows:
+        _read_labels(row, found)
+    checklist.unit = text(found.get("unit"))
+    checklist.submitter = text(found.get("submitter"))
+    checklist.report_date = found.get("report_date")
+
+
+def _extra_keys(titles: tuple, known: set[int], width: int) -> dict[int, str]:
+    """Column index -> its key in Row.extras: the header text (made unique), else the letter."""
+    keys: dict[int, str] = {}
+    for i in range(1, width + 1):
+        if i not in known:
+            title = text(titles[i - 1]) if i <= len(titles) else ""
+            unique = title and title not in keys.values()
+            keys[i] = title if unique else f"{title}（{get_column_letter(i)}列）" if title else get_column_letter(i)
+    return keys
+
+
+def _body(sheet: Sheet, header_row: int, columns: dict[str, int],
+          extra_columns: dict[str, int]) -> tuple[list[Row], list[tuple]]:
+    """Data rows under the header; notes, a column-number row and footer rows are set apart.
+    Fills `extra_columns` (Row.extras key -> column index)."""
+    wanted = [(name, i - 1) for name, i in columns.items() if name != "seq"]
+    width = max(map(len, sheet.rows[header_row - 1:]), default=0)
+    keys = _extra_keys(sheet.rows[header_row - 1], set(columns.values()), width)
+    extra_columns.update((key, i) for i, key in keys.items())
+    body: list[Row] = []
+    footer: list[tuple] = []
+    in_footer = False
+    down = _merged_down(sheet, header_row)
+    for row_no, row in enumerate(sheet.rows[header_row:], start=header_row + 1):
+        if row_no in down:
+            row = tuple(down[row_no].get(i, v) for i, v in enumerate(row + (None,) * (width - len(row))))
+        filled = [v for v in row if v is not None and (not isinstance(v, str) or v.strip())]
+        if not filled:
+            continue
+        first = filled[0]
+        if isinstance(first, str) and (_is_label(first) or (_NOTE.match(first.strip()) and len(filled) <= 2)) \
+                or in_footer and len(filled) <= 1:
+            in_footer = True
+            footer.append(row)
+            continue
+        if len(filled) >= 3 and all(_NUMBERING.match(text(v)) for v in filled) and row_no == header_row + 1:
+            continue  # the "1 2 3 4 5" row some templates put under the header
+        cells = {name: row[i] if i < len(row) else None for name, i in wanted}
+        if not any(text(v) for v in cells.values()) and not _is_nil_row(row):
+            continue  # only a 序号 or stray text outside the table (a nil sentence may stand there)
+        extras = {keys[i]: text(v) for i, v in enumerate(row, start=1) if i in keys and text(v)}
+        body.append(Row(row_no=row_no, cells=cells, extras=extras))
+    return body, footer
+
+
+def _merged_down(sheet: Sheet, header_row: int) -> dict[int, dict[int, Cell]]:
+    """Row -> {column index: value} for cells under a vertical merge in the table (the same
+    company over two rows): a merged cell's value stands in its top-left cell only."""
+    down: dict[int, dict[int, Cell]] = {}
+    for r0, c0, r1, _c1 in sheet.merged:
+        if r1 > r0 > header_row and r0 <= len(sheet.rows) and c0 <= len(sheet.rows[r0 - 1]):
+            for r in range(r0 + 1, min(r1, len(sheet.rows)) + 1):
+                down.setdefault(r, {})[c0 - 1] = sheet.rows[r0 - 1][c0 - 1]
+    return down
+
+
+def _is_nil_row(row: tuple) -> bool:
+    """One row saying there was nothing to report (merged, or in every cell; a 序号 aside)."""
+    said = [v for v in row if text(v) and not _NUMBERING.match(text(v))]
+    return bool(said) and all(_is_nil_text(v) for v in said)
+
+
+def _nil_without_table(order: list[tuple[int, Sheet]]) -> Checklist:
+    """No table anywhere: a letter or a sheet that only says nothing happened this month."""
+    for _, sheet in order:
+        if _is_instructions(sheet) or sheet.hidden:
+            continue
+        if any(_says_nil(v) for row in sheet.rows for v in row if isinstance(v, str)):
+            checklist = Checklist(sheet=sheet.name, header_row=0, columns={}, nil_report=True)
+            _set_header_fields(checklist, sheet.rows)
+            return checklist
+    raise _wrong_template()
