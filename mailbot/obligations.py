@@ -45,6 +45,11 @@ def deadline(period: str, schedule: Schedule, tz: ZoneInfo) -> dt.datetime:
     return end.astimezone(dt.timezone.utc)
 
 
+def days_late(period: str, filed_at: dt.datetime, schedule: Schedule, tz: ZoneInfo) -> int:
+    """Calendar days from the deadline day to the office-time day the checklist arrived."""
+    return max(0, (filed_at.astimezone(tz).date() - deadline_day(period, schedule)).days)
+
+
 @dataclass(frozen=True)
 class Standing:
     state: str
