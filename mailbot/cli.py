@@ -109,6 +109,22 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_tick(args) -> int:
+    from .runner import open_store
+    from .schedule import command
+
+    cfg = _load(args)
+    offices = [_office(args, cfg)] if args.office else cfg.offices
+    return command(open_store(cfg), offices, args.at, dry_run=args.dry_run)
+
+
+def _instant(value: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("use an ISO date-time, e.g. 2026-11-20T09:00 (office time) or 2026-11-20T01:00+00:00") from None
+
+
 def _period(value: str) -> str:
     try:
         dt.datetime.strptime(value, "%Y-%m")
@@ -140,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=_period)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("tick", help="run the scheduled work (reminders, notices, 通报) as of a time, deliver, exit")
+    p.add_argument("--at", type=_instant, help="ISO date-time (default: now); without an offset it is office time")
+    p.add_argument("--dry-run", action="store_true", help="print what would be queued; queue and send nothing")
+    p.set_defaults(func=cmd_tick)
     return parser
 
 

@@ -1,6 +1,8 @@
 """Where every department stands for a period: the answer to "who filed, who is late"."""
 from __future__ import annotations
 
+import datetime as dt
+
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
@@ -40,6 +42,16 @@ def status(engine: Engine, office: OfficeConfig, period: str | None = None) -> l
     return out
 
 
+KIND_ZH = {"receipt": "回执", "reminder": "催报提醒", "notice": "未按时报送通知"}
+SENT_ZH = {"pending": "待发送", "sent": "已发送", "failed": "发送失败", "bounced": "被退回", "skipped": "未发送"}
+
+
+def _mail_zh(mail: dict, office: OfficeConfig) -> str:
+    """One mail in the table: what, when (office time), and whether it went out."""
+    at = dt.datetime.fromisoformat(mail["at"]).astimezone(office.office.tz)
+    return f"{KIND_ZH.get(mail['kind'], mail['kind'])} {at:%m-%d %H:%M} {SENT_ZH.get(mail['status'], mail['status'])}"
+
+
 def print_table(office: OfficeConfig, rows: list[dict], period: str | None, console: Console | None = None) -> None:
     period = period or period_of(utcnow(), office.office.tz)
     table = Table(title=f"{office.office.name}  {period} 报送情况")
@@ -47,7 +59,7 @@ def print_table(office: OfficeConfig, rows: list[dict], period: str | None, cons
         table.add_column(col)
     colour = {"filed": "green", "late": "yellow", "rejected": "red", "missing": "red"}
     for r in rows:
-        sent = "、".join(f"{m['kind']}({m['status']})" for m in r["sent"]) or "—"
+        sent = "\n".join(_mail_zh(m, office) for m in r["sent"]) or "—"
         table.add_row(r["name"], f"[{colour[r['state']]}]{STATE_ZH[r['state']]}[/]", str(r["rows"]),
                       str(r["submissions"]), sent)
     (console or Console()).print(table)

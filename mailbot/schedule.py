@@ -1,0 +1,277 @@
+"""Scheduled mail: reminders before the deadline, non-compliance notices and the 通报 after it.
+
+Nothing is remembered between ticks: what is due follows from the calendar, the submissions
+and the outbox keys already written (healthchecks' sendalerts is the model). Every mail is
+keyed on (kind, department, period[, day]) and written once, each in its own transaction, so a
+restart, a double tick, two racing ticks or a week of downtime neither repeats nor loses one.
+
+Catch-up sends only what still means something: of several missed reminders only the latest,
+and none once the deadline has passed (the notice replaces it); a period's notices and 通报 go
+out until the next period's notices are due, but only if mailbot was keeping records before that
+period's deadline: a fresh database must not accuse every department of a month it never saw.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from . import codes, letters, store, tongbao
+from .config import OfficeConfig, Schedule
+from .models import Message, Outgoing, Submission, utcnow
+from .obligations import (LATE, MISSING, REJECTED, Standing, days_late, deadline, deadline_day, parse_period,
+                          period_of, shift_period, standing)
+from .template import build_template
+from .workdays import next_workday, previous_workday
+
+log = logging.getLogger("mailbot.schedule")
+
+REMINDER, NOTICE, TONGBAO = "reminder", "notice", "tongbao"
+UNFILED = (MISSING, REJECTED)
+MAX_PROBLEMS = 5
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+TEMPLATE_NAME = "情况清单模板.xlsx"
+_warned: set[tuple[str, str]] = set()
+
+
+# --- the calendar (pure) ---------------------------------------------------------------------
+
+def reminder_dates(period: str, schedule: Schedule) -> dict[int, dt.date]:
+    """Each configured reminder day -> the day it goes out: on a weekend or holiday the previous
+    working day, but never back into the month before (then the next working day)."""
+    year, month = parse_period(period)
+    out = {}
+    for day in sorted(set(schedule.reminder_days)):
+        nominal = dt.date(year, month, day)
+        moved = previous_workday(nominal)
+        out[day] = moved if moved.month == month else next_workday(nominal)
+    return out
+
+
+def notice_date(period: str, schedule: Schedule) -> dt.date:
+    """The notice day, never before the (possibly moved) deadline has passed, on a working day."""
+    year, month = parse_period(period)
+    day = max(dt.date(year, month, schedule.notice_day), deadline_day(period, schedule) + dt.timedelta(days=1))
+    return next_workday(day)
+
+
+def send_at(day: dt.date, schedule: Schedule, tz) -> dt.datetime:
+    """`send_time` on `day`, office time, as UTC."""
+    hour, minute = map(int, schedule.send_time.split(":"))
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=tz).astimezone(dt.timezone.utc)
+
+
+def periods_in_view(now: dt.datetime, tz) -> list[str]:
+    """The periods whose mail can still be due: a notice moved past a holiday may fall two months on."""
+    current = period_of(now, tz)
+    return [shift_period(current, -2), shift_period(current, -1), current]
+
+
+@dataclass(frozen=True)
+class Due:
+    kind: str
+    period: str
+    key: str
+    department_id: str | None = None
+    day: int | None = None  # the configured reminder day
+
+
+def due(office: OfficeConfig, now: dt.datetime, standings: dict[str, dict[str, Standing]],
+        watching_since: dt.datetime | None) -> list[Due]:
+    """Everything that should be in the outbox as of `now`, given {period: {department: Standing}}
+    for the departments that owe each period and the first thing mailbot recorded (None: nothing
+    yet). The caller drops keys already queued."""
+    sched, tz = office.schedule, office.office.tz
+    out: list[Due] = []
+    for period, by_dept in standings.items():
+        unfiled = [dept for dept, st in by_dept.items() if st.state in UNFILED]
+        if now < deadline(period, sched, tz):
+            passed = [day for day, date in reminder_dates(period, sched).items() if send_at(date, sched, tz) <= now]
+            if passed:
+                day = max(passed)
+                out += [Due(REMINDER, period, f"reminder:{d}:{period}:{day:02d}", d, day) for d in unfiled]
+        elif watching_since is not None and watching_since < deadline(period, sched, tz) and \
+                send_at(notice_date(period, sched), sched, tz) <= now < \
+                send_at(notice_date(shift_period(period, 1), sched), sched, tz):
+            out.append(Due(TONGBAO, period, f"tongbao:{period}"))
+            out += [Due(NOTICE, period, f"notice:{d}:{period}", d) for d in unfiled]
+    return out
+
+
+# --- reading the database ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Queued:
+    """One mail tick queued (or, in a dry run, would queue)."""
+
+    kind: str
+    period: str
+    key: str
+    department_id: str | None
+    recipients: tuple[str, ...]
+    subject: str
+
+
+def _submissions(session, office: OfficeConfig, periods: list[str], now: dt.datetime) -> dict[tuple, list]:
+    """{(department, period): submissions received by `now`, oldest first}."""
+    rows = session.exec(select(Submission).where(
+        Submission.office == office.id, Submission.period.in_(periods)).order_by(Submission.id)).scalars().all()
+    out: dict[tuple, list] = {}
+    for s in rows:
+        if s.received_at <= now:
+            out.setdefault((s.department_id, s.period), []).append(s)
+    return out
+
+
+def _watching_since(session, office: OfficeConfig) -> dt.datetime | None:
+    """The first mail mailbot saw or wrote for this office."""
+    firsts = [session.exec(select(func.min(Message.received_at)).where(Message.office == office.id)).scalar(),
+              session.exec(select(func.min(Outgoing.created_at)).where(Outgoing.office == office.id)).scalar()]
+    return min((f for f in firsts if f is not None), default=None)
+
+
+def _queued_keys(session, office: OfficeConfig, periods: list[str]) -> set[str]:
+    return set(session.exec(select(Outgoing.key).where(
+        Outgoing.office == office.id, Outgoing.period.in_(periods))).scalars().all())
+
+
+def _standings(office: OfficeConfig, periods: list[str], subs: dict) -> dict[str, dict[str, Standing]]:
+    sched, tz = office.schedule, office.office.tz
+    return {p: {d.id: standing(subs.get((d.id, p), []), p, sched, tz) for d in office.departments if d.owes(p)}
+            for p in periods}
+
+
+# --- composing the mail --------------------------------------------------------------------------
+
+def _problems(latest: Submission | None) -> tuple[list[str], int]:
+    """The errors of the latest rejected version, masked (a reminder is not the receipt)."""
+    errors = [p for p in (latest.problems if latest else []) if p.get("severity", "error") == "error"]
+    shown = [codes.mask_ids(p["message"]) for p in errors[:MAX_PROBLEMS]]
+    return shown, len(errors) - len(shown)
+
+
+def _department_mail(office: OfficeConfig, item: Due, st: Standing, subs: list, now: dt.datetime,
+                     blank: bytes) -> Outgoing:
+    dept = office.department(item.department_id)
+    problems, more = _problems(subs[-1] if subs and st.state == REJECTED else None)
+    context = {
+        "department": dept, "period": item.period, "state": st.state, "now": now.astimezone(office.office.tz),
+        "deadline": deadline_day(item.period, office.schedule), "deadline_day": office.schedule.deadline_day,
+        "rejected_at": subs[-1].received_at.astimezone(office.office.tz) if subs else None,
+        "problems": problems, "more": more,
+    }
+    return letters.build(office, kind=item.kind, key=item.key, template=item.kind, to=list(dept.emails),
+                         context=context, department_id=dept.id, period=item.period,
+                         attachments=[(TEMPLATE_NAME, blank, XLSX)])
+
+
+def tongbao_data(office: OfficeConfig, period: str, by_dept: dict[str, Standing], now: dt.datetime) -> tongbao.Tongbao:
+    sched, tz = office.schedule, office.office.tz
+    entries = []
+    for dept_id, st in by_dept.items():
+        if st.state in (MISSING, REJECTED, LATE):
+            late = st.state == LATE
+            entries.append(tongbao.Entry(
+                office.department(dept_id).name, st.state,
+                st.filed_at.astimezone(tz).date() if late else None,
+                days_late(period, st.filed_at, sched, tz) if late else 0))
+    order = {state: n for n, state in enumerate(tongbao.ORDER)}
+    entries.sort(key=lambda e: order[e.state])  # stable: config order within a state
+    today = now.astimezone(tz).date()
+    return tongbao.Tongbao(office.office.name, office.office.address, period, sched.deadline_day,
+                           as_of=today, issued=today, owed=len(by_dept), entries=entries)
+
+
+def _tongbao_mail(office: OfficeConfig, item: Due, by_dept: dict[str, Standing], now: dt.datetime) -> Outgoing:
+    data = tongbao_data(office, item.period, by_dept, now)
+    attachments = []
+    if data.entries:
+        attachments.append((f"{tongbao.title(item.period)}（草稿）.docx", tongbao.build(data), DOCX))
+    context = {
+        "period": item.period, "now": now.astimezone(office.office.tz), "data": data,
+        "title": tongbao.title(item.period), "deadline": deadline_day(item.period, office.schedule),
+        "escalation": list(office.recipients.escalation),
+    }
+    return letters.build(office, kind=TONGBAO, key=item.key, template=TONGBAO, to=list(office.recipients.digest),
+                         context=context, period=item.period, attachments=attachments)
+
+
+# --- the tick ------------------------------------------------------------------------------------
+
+def _still_unfiled(session, office: OfficeConfig, item: Due, now: dt.datetime) -> bool:
+    """Re-read inside the write transaction: a checklist may have arrived since we looked."""
+    subs = [s for s in store.submissions_for(session, office.id, item.department_id, item.period)
+            if s.received_at <= now]
+    return standing(subs, item.period, office.schedule, office.office.tz).state in UNFILED
+
+
+def tick(engine: Engine, office: OfficeConfig, now: dt.datetime, *, dry_run: bool = False) -> list[Queued]:
+    """Queue every scheduled mail due as of `now` (aware) that is not queued yet; one
+    transaction per mail. Returns what was queued (dry run: what would be, queuing nothing)."""
+    if now.tzinfo is None:
+        raise ValueError("tick needs an aware datetime")
+    now = now.astimezone(dt.timezone.utc)
+    periods = periods_in_view(now, office.office.tz)
+    with store.reading(engine) as session:
+        subs = _submissions(session, office, periods, now)
+        since = _watching_since(session, office)
+        queued_keys = _queued_keys(session, office, periods)
+    standings = _standings(office, periods, subs)
+    todo = [item for item in due(office, now, standings, since) if item.key not in queued_keys]
+    blank = build_template(office.office.name, office.office.address, office.schedule.deadline_day) if todo else b""
+    done: list[Queued] = []
+    for item in todo:
+        if item.kind == TONGBAO:
+            if not office.recipients.digest:
+                if (office.id, item.period) not in _warned:  # once, not every minute for a month
+                    _warned.add((office.id, item.period))
+                    log.warning("通报 for %s not queued: no recipients.digest configured", item.period)
+                continue
+            mail = _tongbao_mail(office, item, standings[item.period], now)
+        else:
+            mail = _department_mail(office, item, standings[item.period][item.department_id],
+                                    subs.get((item.department_id, item.period), []), now, blank)
+        if not dry_run:
+            try:
+                with store.writing(engine) as session:
+                    fresh = item.department_id is None or _still_unfiled(session, office, item, now)
+                    queued = fresh and store.enqueue(session, mail)
+            except IntegrityError:  # another tick inserted the same key first (databases without BEGIN IMMEDIATE)
+                queued = False
+            if not queued:
+                continue
+            log.info("queued %s for %s (%s)", item.kind, item.department_id or "the office", item.period)
+        done.append(Queued(item.kind, item.period, item.key, item.department_id, tuple(mail.recipients), mail.subject))
+    return done
+
+
+def _instant(at: dt.datetime | None, tz) -> dt.datetime:
+    """`--at` as given; a naive time is office time; none means now."""
+    if at is None:
+        return utcnow()
+    return at if at.tzinfo else at.replace(tzinfo=tz)
+
+
+def command(engine: Engine, offices: list[OfficeConfig], at: dt.datetime | None, *, dry_run: bool = False,
+            out=print) -> int:
+    """`mailbot tick`: the scheduled work as of `at`, then delivery; prints what was queued."""
+    from . import runner
+
+    for office in offices:
+        tz = office.office.tz
+        now = _instant(at, tz)
+        items = tick(engine, office, now, dry_run=dry_run)
+        when = f"{now.astimezone(tz).isoformat(timespec='minutes')} ({tz.key})"
+        if not items:
+            out(f"{office.id}: nothing due at {when}")
+        for q in items:
+            out(f"{'would queue' if dry_run else 'queued'} {q.kind} {q.period} {q.department_id or 'office'} "
+                f"-> {', '.join(q.recipients)}: {q.subject}")
+        if not dry_run:
+            out(f"{office.id}: sent {runner.deliver(engine, office)} mail(s)")
+    return 0
