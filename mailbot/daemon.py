@@ -1,23 +1,68 @@
 """`mailbot run`: poll, handle, deliver, sleep only when idle; SIGTERM ends it between messages.
 
 A lost connection or an unreachable server is logged and retried with backoff, never fatal.
+Beside the poll loop, APScheduler fires one job a minute: the schedule's idempotent tick
+(reminders, notices, 通报), then delivery. Only one daemon may run against a database.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import signal
 import socket
 import threading
+from pathlib import Path
+from typing import Iterator
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from . import runner
+from . import runner, schedule
 from .config import Config, OfficeConfig
+from .errors import MailbotError
 from .mailbox import Mailbox
+from .models import utcnow
 
 log = logging.getLogger("mailbot.daemon")
 MAX_BACKOFF_SECONDS = 300
+TICK_SECONDS = 60
+
+
+class AlreadyRunning(MailbotError):
+    """Another daemon holds the database's lock."""
+
+
+@contextlib.contextmanager
+def exclusive(engine: Engine) -> Iterator[None]:
+    """Hold the one-daemon-per-database lock: flock on `<db>.lock` beside a SQLite file.
+
+    The lock dies with the process (no stale lock file to clean up after a crash)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        # TODO(postgres): hold pg_try_advisory_lock(<office-wide key>) on a dedicated connection here.
+        log.warning("no single-daemon lock for %s databases yet; run only one mailbot", url.get_backend_name())
+        yield
+        return
+    if not url.database or url.database == ":memory:":
+        yield
+        return
+    path = Path(url.database + ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(f"another mailbot is already running against {url.database}") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        log.info("holding the lock %s", path)
+        yield
+    finally:
+        os.close(fd)
 
 
 class Daemon:
@@ -27,6 +72,24 @@ class Daemon:
         self.box: Mailbox | None = None
         self.failures = 0
         self._wake_r, self._wake_w = socket.socketpair()  # wakes an IDLE wait on stop
+        self.delivering = threading.Lock()  # the poll loop and the tick job never send the same mail twice
+        self.scheduler: BackgroundScheduler | None = None
+
+    def scheduled(self) -> None:
+        """The tick job: queue what the schedule says is due, then deliver."""
+        try:
+            schedule.tick(self.engine, self.office, utcnow())  # logs each mail it queues
+            with self.delivering:
+                runner.deliver(self.engine, self.office)
+        except Exception as exc:  # the next tick retries; nothing is lost, it is all in the database
+            log.error("scheduled tick failed (%s: %s)", type(exc).__name__, exc, exc_info=True)
+
+    def start_scheduler(self) -> BackgroundScheduler:
+        self.scheduler = BackgroundScheduler(timezone=self.office.office.tz)
+        self.scheduler.add_job(self.scheduled, "interval", seconds=TICK_SECONDS, id="tick",
+                               coalesce=True, max_instances=1, misfire_grace_time=TICK_SECONDS)
+        self.scheduler.start()
+        return self.scheduler
 
     def stop(self, *_args) -> None:
         log.info("stop requested: finishing the current message")
@@ -56,7 +119,8 @@ class Daemon:
         box = self._session()
         box.select()
         result = runner.drain(box, self.engine, self.config, self.office, stop=self.stopping.is_set)
-        sent = runner.deliver(self.engine, self.office, box)
+        with self.delivering:
+            sent = runner.deliver(self.engine, self.office, box)
         if result.handled or sent:
             log.info("handled %d message(s), sent %d mail(s)", result.handled, sent)
 
@@ -69,6 +133,15 @@ class Daemon:
         self.stopping.wait(seconds)
 
     def run(self) -> None:
+        with exclusive(self.engine):
+            self.start_scheduler()
+            try:
+                self._loop()
+            finally:
+                self.scheduler.shutdown(wait=True)
+        log.info("mailbot stopped")
+
+    def _loop(self) -> None:
         log.info("mailbot running for office %s (%s)", self.office.id, self.office.office.address)
         while not self.stopping.is_set():
             try:
@@ -85,4 +158,3 @@ class Daemon:
                 self._drop_session()
                 self.stopping.wait(delay)
         self._drop_session()
-        log.info("mailbot stopped")
