@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from . import archive, checklist as checklist_mod, faults, letters, message, rules, store, workbook
+from . import annotate, archive, checklist as checklist_mod, faults, letters, message, rules, store, workbook
 from .config import Department, OfficeConfig
 from .errors import Problem, Rejected
 from .models import Message, Outgoing, Row, Submission, utcnow
@@ -45,6 +45,7 @@ class Decision:
     checked: rules.Checked | None = None
     problems: list[Problem] = field(default_factory=list)
     attach_template: bool = False
+    annotated: bytes | None = None  # the sender's workbook with every problem marked
 
     @property
     def stores_submission(self) -> bool:
@@ -66,13 +67,13 @@ def _candidates(mail: message.Mail) -> list[tuple[str, message.Attachment]]:
     return [(kind, att) for _rank, kind, att in sorted(found, key=lambda f: f[0])]
 
 
-def _read(office: OfficeConfig, candidates) -> tuple[str, checklist_mod.Checklist]:
+def _read(office: OfficeConfig, candidates) -> tuple[message.Attachment, checklist_mod.Checklist]:
     """The first attachment that holds a checklist; else the first one's problems."""
     first_error: Rejected | None = None
     for _kind, att in candidates:
         try:
             book = workbook.read(att.data, att.filename, office.limits)
-            return att.filename, checklist_mod.parse(book)
+            return att, checklist_mod.parse(book)
         except Rejected as exc:
             if first_error is None:
                 first_error = exc
@@ -122,7 +123,7 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
                         attach_template=True, period=rules.reporting_period(mail.subject, None, local_day)[0],
                         problems=[Problem("no_checklist", "邮件中未找到情况清单附件。请将填写好的情况清单（Excel表格）作为附件发送。")])
     try:
-        filename, parsed = _read(office, candidates)
+        att, parsed = _read(office, candidates)
     except Rejected as exc:
         period, source = rules.reporting_period(mail.subject, None, local_day)
         return Decision("rejected", "checklist", reason="unreadable", mail=mail, department=dept,
@@ -134,7 +135,11 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
                         severity=office.rules.severity, departments=tuple(office.departments))
     checked = rules.check(parsed, ctx)
     status = "accepted" if checked.accepted else "rejected"
-    return Decision(status, "checklist", mail=mail, department=dept, filename=filename, period=period,
+    # the department's own file, marked up: only ever sent back to its sender
+    annotated = None if checked.accepted else annotate.annotate(
+        att.data, workbook.sniff(att.data), parsed, checked.problems, office.limits)
+    return Decision(status, "checklist", mail=mail, department=dept, filename=att.filename, annotated=annotated,
+                    period=period,
                     period_source=source, checklist=parsed, checked=checked, problems=checked.problems,
                     attach_template=any(p.code in ("missing_column", "wrong_template") for p in checked.problems))
 
@@ -176,7 +181,10 @@ def changes(old: list[Row], new: list[Row]) -> dict[str, int]:
     return {"added": len(new_left), "removed": len(old_left), "changed": changed}
 
 
-def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: Decision) -> Message:
+def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: Decision, *,
+           receipts: bool = True, replay_of: int | None = None) -> Message:
+    """Write the decision in one transaction. `receipts=False` records without answering (an
+    imported back catalogue); `replay_of` re-decides an archived message on purpose."""
     mail = decision.mail
     imap = office.imap
     with store.writing(engine) as session:
@@ -191,7 +199,9 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
             detail=decision.detail, department_id=decision.department.id if decision.department else None,
             destination=imap.quarantine_folder if decision.status == "quarantined" else imap.processed_folder,
         )
-        first = store.same_message(session, office.id, row.message_id, sha) if mail else None
+        if replay_of is not None:
+            row.reason = row.reason or f"replay_of:{replay_of}"
+        first = store.same_message(session, office.id, row.message_id, sha) if mail and replay_of is None else None
         if first is not None:
             row.status, row.reason, row.destination = "duplicate", f"duplicate_of:{first.id}", first.destination
             session.add(row)
@@ -229,7 +239,7 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
             session.add_all(rows)
             if replaced is not None:
                 diff = changes(store.rows_of(session, replaced.id), rows)
-        if decision.status in ("accepted", "rejected"):
+        if decision.status in ("accepted", "rejected") and receipts:
             if _replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
                 log.warning("message %s: daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
                 row.reason = "reply_cap"
@@ -267,6 +277,8 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff) -
         attachments.append(("情况清单模板.xlsx", build_template(office.office.name, office.office.address,
                                                            office.schedule.deadline_day),
                             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
+    if decision.annotated:
+        attachments.append((annotate.annotated_filename(decision.filename), decision.annotated, annotate.XLSX_MIMETYPE))
     template = "receipt_accepted" if decision.status == "accepted" else "receipt_rejected"
     context = {
         "department": decision.department, "kind": decision.kind, "subject": mail.subject,
@@ -275,6 +287,7 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff) -
         "submission": submission, "replaced": replaced, "diff": diff,
         "errors": errors, "warnings": warnings,
         "deadline": office.schedule.deadline_day,
+        "annotated": annotate.annotated_filename(decision.filename) if decision.annotated else "",
     }
     out = letters.build(
         office, kind="receipt", key=f"receipt:{row.sha256}", template=template, to=[mail.sender],

@@ -111,7 +111,7 @@ class Mailbox:
         self.box = None
 
     def __enter__(self) -> "Mailbox":
-        return self.open()
+        return self if self.box is not None else self.open()
 
     def __exit__(self, *exc) -> None:
         self.close()

@@ -22,7 +22,7 @@ log = logging.getLogger("mailbot.outbox")
 MAX_BACKOFF = dt.timedelta(hours=6)
 
 
-def _connect(cfg: Smtp) -> smtplib.SMTP:
+def connect(cfg: Smtp) -> smtplib.SMTP:
     if cfg.security == "ssl":
         smtp = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout_seconds, context=cfg.ssl_context())
     else:
@@ -79,7 +79,7 @@ def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None) -> int:
         return 0
     sent = 0
     try:
-        smtp = _connect(office.smtp)
+        smtp = connect(office.smtp)
     except (OSError, smtplib.SMTPException) as exc:
         for mail in due:
             _retry(engine, office, mail, f"connect: {exc}")

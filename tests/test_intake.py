@@ -65,6 +65,12 @@ def test_checklist_with_errors_gets_error_receipt_naming_rows(setup):
     assert "第8行“日期”列（C8）" in text
     assert "第9行“使用信用记录或报告情况”列（D9）" in text
     assert "未予受理" in text
+    [annotated] = [a for a in receipt.message.iter_attachments()]
+    assert annotated.get_filename() == "清单（问题标注）.xlsx"
+    import io
+    import openpyxl
+    sheet = openpyxl.load_workbook(io.BytesIO(annotated.get_content()))["情况清单"]
+    assert sheet["A7"].comment is not None and sheet["C8"].fill.fgColor.rgb.endswith("FFC7CE")
     [sub] = setup.rows(Submission)
     assert not sub.accepted and sub.row_count == 0 and len(sub.problems) == 3
     assert setup.rows(Row) == []
