@@ -44,6 +44,7 @@ _LABELS = {
 }
 _LABEL = re.compile("(" + "|".join(r"\s*".join(w) for w in sorted(_LABELS, key=len, reverse=True))
                     + r")\s*(?:[(（][^)）]{0,8}[)）])?\s*[:：]")
+_LABEL_HEADS = frozenset(w[0] for w in _LABELS)  # a cheap first test: this runs for every row
 _NOTE = re.compile(r"^(注|备注|附注|说明|填表说明|填报说明)\s*\d*\s*[:：.、]|^注\d")
 _NUMBERING = re.compile(r"^[(（]?\d{1,3}[)）.、]?$")
 _INSTRUCTION_SHEET = re.compile(r"说明|须知|示例|样例|instruction|readme", re.I)
@@ -62,11 +63,16 @@ def norm(value: Cell) -> str:
     """Text as a person reads it: full-width folded, spaces and line breaks removed."""
     if value is None:
         return ""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(value)))
+    s = str(value)
+    if not unicodedata.is_normalized("NFKC", s):  # a quick check, far cheaper than normalising
+        s = unicodedata.normalize("NFKC", s)
+    return "".join(s.split())  # split() drops exactly what \s matches
 
 
 def text(value: Cell) -> str:
     """A cell's text with outer whitespace trimmed, for storing what the department wrote."""
+    if type(value) is str:  # noqa: E721  (the common case first: this runs for every cell)
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -81,7 +87,8 @@ class Row:
     extras: dict[str, str] = field(default_factory=dict)  # other columns: header text -> text
 
     def text(self, name: str) -> str:
-        return text(self.cells.get(name))
+        value = self.cells.get(name)
+        return value.strip() if type(value) is str else text(value)  # noqa: E721
 
 
 @dataclass
@@ -126,7 +133,10 @@ def _find_header(rows: list[tuple]) -> tuple[int, dict[str, int]] | None:
 
 
 def _is_label(value: Cell) -> bool:
-    return isinstance(value, str) and (bool(_LABEL.match(value.strip())) or _bare_label(value) in _LABELS)
+    if not isinstance(value, str):
+        return False
+    value = value.strip()
+    return value[:1] in _LABEL_HEADS and (bool(_LABEL.match(value)) or len(value) <= 20 and _bare_label(value) in _LABELS)
 
 
 def _bare_label(value: Cell) -> str:
