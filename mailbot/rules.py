@@ -7,6 +7,7 @@ wrong and how to fix it. Whether a code rejects the submission (`error`), only i
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field, replace
 
@@ -45,6 +46,21 @@ DEFAULT_SEVERITY = {
 _CODE_TITLE = re.compile(r"代码|身份证|证件|证照")
 # What someone meant as a code but got the length wrong: 15-20 letters and digits, nothing else.
 _CODE_LIKE = re.compile(r"[0-9A-Za-z]{15,20}")
+# Only 18 characters in a row that are neither CJK nor space can fold into a code: cells without
+# such a run (most names and texts) skip codes.find_codes, which normalises character by character.
+_CODE_RUN = re.compile(r"[^\s\u3400-\u4dbf\u4e00-\u9fff]{18}")
+
+
+def may_hold_code(text: str) -> bool:
+    """False when `text` cannot hold a USCC or ID number: a cheap test before codes.find_codes."""
+    return bool(_CODE_RUN.search(text))
+
+
+# Measures, matters and channel texts repeat from row to row (drop-down lists, 同上): memoised.
+_map_measures = functools.lru_cache(4096)(vocabulary.map_measures)
+_detect_channels = functools.lru_cache(4096)(vocabulary.detect_channels)
+_detect_lists = functools.lru_cache(4096)(vocabulary.detect_lists)
+_detect_field = functools.lru_cache(4096)(vocabulary.detect_field)
 # A year-less date this far after 报送日期 belongs to the year before (December rows in a January report).
 _YEARLESS_SLACK = dt.timedelta(days=31)
 
@@ -238,12 +254,12 @@ def _check_codes(cell: str, meant: str | None) -> tuple[list[dict], list[tuple[s
     only 18-character runs count as codes (a name may hold other numbers).
     """
     found, wrong = [], []
-    for code in codes.find_codes(cell):
+    for code in codes.find_codes(cell) if meant or may_hold_code(cell) else ():
         found.append({"kind": code.kind, "value": code.value, "valid": code.problem is None})
         if code.problem:
             wrong.append((code.kind, code.value, code.problem))
-    value = norm(cell).upper()
-    if meant and not found and _CODE_LIKE.fullmatch(value):
+    value = norm(cell).upper() if meant and not found else ""
+    if value and _CODE_LIKE.fullmatch(value):
         kind = meant if meant != "any" else "id" if value[:-1].isdigit() else "uscc"
         problem = codes.id_check(value) if kind == "id" else codes.uscc_check(value)
         if problem:
@@ -296,13 +312,13 @@ def check(checklist: Checklist, ctx: Context) -> Checked:
             found += codes_here
             for code, message in messages:
                 p(code, message, column)
-        measures = vocabulary.map_measures(row.text("measure"))
+        measures = _map_measures(row.text("measure"))
         joined = " ".join(row.text(n) for n in ("usage", "measure", "matter"))
         derived[row.row_no] = {
             "measures": [{"raw": m.raw, "canonical": m.canonical, "kind": m.kind} for m in measures],
-            "channels": vocabulary.detect_channels(joined),
-            "lists": vocabulary.detect_lists(joined),
-            "field": vocabulary.detect_field(row.text("matter")),
+            "channels": list(_detect_channels(joined)),
+            "lists": list(_detect_lists(joined)),
+            "field": _detect_field(row.text("matter")),
             "codes": found,
         }
         key = (*(day if n == "date" and day else norm(v) for n, v in sorted(row.cells.items())),
