@@ -407,3 +407,18 @@ def test_random_xlsx_files_give_rows_or_problems(rows, merges):
     except Rejected:
         return
     _check(book)
+
+
+_CODEISH = st.text(alphabet=st.sampled_from("0123456789XABCDGMN１２３９Ｘ 　赞皇县（）()，-·①²"), max_size=40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(_CODEISH, st.sampled_from(["91350100M000100Y43", "11010519491231002X", "张三", "公司"])),
+                max_size=5).map("".join))
+def test_code_prefilter_never_hides_a_code(value):
+    """rules.may_hold_code lets check and verdict skip codes.find_codes: it must never skip a code."""
+    from mailbot import codes
+
+    if codes.find_codes(value):
+        assert rules.may_hold_code(value)
+    assert rules.may_hold_code("张三11010519491231002X") and not rules.may_hold_code("赞皇县第123号商贸有限公司")
