@@ -204,6 +204,10 @@ class Authentication(_Model):
     trusted_authserv_id: str | None = None
 
 
+class Health(_Model):
+    alert_after_minutes: int = Field(30, ge=1)  # polling failing this long mails recipients.digest once
+
+
 class Department(_Model):
     id: str
     name: str
@@ -242,6 +246,7 @@ class OfficeConfig(_Model):
     rules: Rules = Rules()
     replies: Replies = Replies()
     authentication: Authentication = Authentication()
+    health: Health = Health()
     departments: list[Department] = Field(min_length=1)
 
     @model_validator(mode="after")

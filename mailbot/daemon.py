@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from . import runner, schedule
+from .health import Health
 from .config import Config, OfficeConfig
 from .errors import MailbotError
 from .mailbox import Mailbox
@@ -71,22 +73,29 @@ class Daemon:
         self.stopping = threading.Event()
         self.box: Mailbox | None = None
         self.failures = 0
-        self._wake_r, self._wake_w = socket.socketpair()  # wakes an IDLE wait on stop
-        self.delivering = threading.Lock()  # the poll loop and the tick job never send the same mail twice
+        self._wake_r, self._wake_w = socket.socketpair()  # wakes the loop's wait: to stop, or to deliver
+        self._wake_r.setblocking(False)
         self.scheduler: BackgroundScheduler | None = None
+        self.health = Health(engine, office)
 
     def scheduled(self) -> None:
-        """The tick job: queue what the schedule says is due, then deliver."""
+        """The tick job: queue what the schedule says is due and wake the loop, which delivers
+        (all sending happens in the loop's thread, with its IMAP session for the Sent copy)."""
         try:
-            schedule.tick(self.engine, self.office, utcnow())  # logs each mail it queues
-            with self.delivering:
-                runner.deliver(self.engine, self.office)
+            if schedule.tick(self.engine, self.office, utcnow()):  # logs each mail it queues
+                self._nudge(b"t")
         except Exception as exc:  # the next tick retries; nothing is lost, it is all in the database
             log.error("scheduled tick failed (%s: %s)", type(exc).__name__, exc, exc_info=True)
 
+    def _nudge(self, why: bytes) -> None:
+        try:
+            self._wake_w.send(why)
+        except OSError:
+            pass
+
     def start_scheduler(self) -> BackgroundScheduler:
         self.scheduler = BackgroundScheduler(timezone=self.office.office.tz)
-        self.scheduler.add_job(self.scheduled, "interval", seconds=TICK_SECONDS, id="tick",
+        self.scheduler.add_job(self.scheduled, "interval", seconds=TICK_SECONDS, id="tick", next_run_time=utcnow(),
                                coalesce=True, max_instances=1, misfire_grace_time=TICK_SECONDS)
         self.scheduler.start()
         return self.scheduler
@@ -94,10 +103,7 @@ class Daemon:
     def stop(self, *_args) -> None:
         log.info("stop requested: finishing the current message")
         self.stopping.set()
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
+        self._nudge(b"x")
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
@@ -119,18 +125,30 @@ class Daemon:
         box = self._session()
         box.select()
         result = runner.drain(box, self.engine, self.config, self.office, stop=self.stopping.is_set)
-        with self.delivering:
-            sent = runner.deliver(self.engine, self.office, box)
+        sent = runner.deliver(self.engine, self.office, box)
         if result.handled or sent:
             log.info("handled %d message(s), sent %d mail(s)", result.handled, sent)
 
-    def wait(self) -> None:
-        """Sleep until the next poll, woken early by IDLE where the server offers it."""
-        seconds = self.office.imap.poll_seconds
-        if self.box is not None and self.office.imap.idle and "IDLE" in self.box.capabilities:
+    def _alert(self, exc: Exception) -> None:
+        """Tell the office when polling has failed for too long (the SMTP side may still work)."""
+        try:
+            self.health.failed(exc)
+            runner.deliver(self.engine, self.office)  # SMTP may work while IMAP does not
+        except Exception as inner:  # it is all queued in the database; the next attempt sends it
+            log.warning("could not deliver while the mailbox is down (%s: %s)", type(inner).__name__, inner)
+
+    def wait(self, seconds: float | None = None, idle: bool = True) -> None:
+        """Sleep until the next poll, woken early by IDLE where offered, by a tick or by stop."""
+        seconds = self.office.imap.poll_seconds if seconds is None else seconds
+        if idle and self.box is not None and self.office.imap.idle and "IDLE" in self.box.capabilities:
             self.box.idle(min(seconds, 9 * 60), self._wake_r)  # renewed before the 10-minute mark
-            return
-        self.stopping.wait(seconds)
+        else:
+            select.select([self._wake_r], [], [], seconds)
+        try:
+            while self._wake_r.recv(64):
+                pass
+        except BlockingIOError:
+            pass
 
     def run(self) -> None:
         with exclusive(self.engine):
@@ -147,6 +165,7 @@ class Daemon:
             try:
                 self.cycle()
                 self.failures = 0
+                self.health.ok()
                 if not self.stopping.is_set():
                     self.wait()
             except Exception as exc:  # never fatal: log, back off, reconnect
@@ -156,5 +175,7 @@ class Daemon:
                 log.log(logging.WARNING if expected else logging.ERROR, "poll failed (%s: %s); retrying in %.0f s",
                         type(exc).__name__, exc, delay, exc_info=not expected)
                 self._drop_session()
-                self.stopping.wait(delay)
+                self._alert(exc)
+                if not self.stopping.is_set():
+                    self.wait(delay, idle=False)
         self._drop_session()

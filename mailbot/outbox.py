@@ -11,7 +11,7 @@ import logging
 import smtplib
 import socket
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from . import faults, store
@@ -20,6 +20,7 @@ from .models import Outgoing, utcnow
 
 log = logging.getLogger("mailbot.outbox")
 MAX_BACKOFF = dt.timedelta(hours=6)
+LEASE = dt.timedelta(minutes=10)  # a claimed mail not marked sent by then (the sender died) is due again
 
 
 def connect(cfg: Smtp) -> smtplib.SMTP:
@@ -46,6 +47,17 @@ def _sent_last_minute(engine: Engine, office: OfficeConfig) -> int:
         return session.exec(select(func.count(Outgoing.id)).where(
             Outgoing.office == office.id, Outgoing.status == "sent",
             Outgoing.sent_at > utcnow() - dt.timedelta(minutes=1))).one()[0]
+
+
+def _claim(engine: Engine, mail: Outgoing) -> bool:
+    """Take `mail` for sending with a conditional UPDATE, so two senders (the daemon and a
+    `mailbot tick` beside it) never both send it; the claim is a lease on next_attempt_at."""
+    now = utcnow()
+    with store.writing(engine) as session:
+        result = session.execute(update(Outgoing).where(
+            Outgoing.id == mail.id, Outgoing.status == "pending", Outgoing.next_attempt_at <= now,
+        ).values(next_attempt_at=now + LEASE))
+        return result.rowcount == 1
 
 
 def _record(engine: Engine, mail_id: int, **changes) -> None:
@@ -86,6 +98,8 @@ def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None) -> int:
         return 0
     try:
         for mail in due:
+            if not _claim(engine, mail):
+                continue
             try:
                 refused = smtp.sendmail(office.office.address, mail.recipients, mail.raw)
             except smtplib.SMTPRecipientsRefused as exc:

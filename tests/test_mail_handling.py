@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from sqlalchemy import select
 
 from mailbot import intake, message, store
 from mailbot.mailbox import Mailbox
@@ -291,3 +292,27 @@ def test_mail_over_the_size_limit_is_not_downloaded_and_the_sender_is_told(setup
     [m] = setup.rows(Message)
     assert m.reason == "too_large" and m.size < 20_000  # only the header was fetched
     assert setup.account.messages("已处理") == [big]  # the mail itself is kept whole
+
+
+@pytest.mark.config(replies={"daily_cap_per_sender": 100})
+def test_two_senders_at_once_never_send_a_mail_twice(setup):
+    """The daemon and a `mailbot tick` beside it both deliver: each mail is claimed by one."""
+    import threading
+
+    from mailbot import outbox
+    for i in range(12):
+        setup.account.append(factory.mail(message_id=f"<c{i}@example.gov.cn>"), date=factory.ON_TIME)
+    setup.smtp.down()
+    setup.poll()
+    setup.smtp.up()
+    with store.writing(setup.engine) as s:
+        for out in s.exec(select(Outgoing)).scalars():
+            out.next_attempt_at = out.created_at
+    engines = [setup.engine, store.open_engine(setup.config.database.url)]
+    threads = [threading.Thread(target=outbox.deliver, args=(e, setup.office)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(setup.smtp.messages) == 12
+    assert len({m.message["Message-ID"] for m in setup.smtp.messages}) == 12

@@ -461,6 +461,9 @@ def test_daemon_scheduler_job_ticks_and_delivers(smtp_server, tmp_var, frozen):
     frozen.move_to(at(2026, 11, 20, 9, 0, 30))
     daemon.scheduled()
     daemon.scheduled()
+    assert daemon._wake_r.recv(64) == b"t"  # the loop was woken once, to deliver what the first tick queued
+    assert smtp_server.messages == []  # the job only queues: the loop's thread sends
+    runner.deliver(daemon.engine, daemon.office)
     assert sorted(m.rcpt_tos for m in smtp_server.messages) == sorted(ADDRESS[d] for d in ("scjgj", "czj", "zhz", "jtj"))
 
 

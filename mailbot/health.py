@@ -1,0 +1,71 @@
+"""The daemon watches itself: when polling has failed for too long, or the login is refused
+(a revoked 授权码), the office gets one mail; and one more when it works again.
+
+Whether an alert is open is read from the outbox, not kept in memory, so a restart while the
+mailbox is down neither repeats the alert nor forgets to announce the recovery.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from imap_tools.errors import MailboxLoginError
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from . import letters, store
+from .config import OfficeConfig
+from .models import Outgoing, utcnow
+
+log = logging.getLogger("mailbot.health")
+
+
+def _open_alert(session, office: OfficeConfig) -> Outgoing | None:
+    last = session.exec(select(Outgoing).where(Outgoing.office == office.id, Outgoing.kind == "alert")
+                        .order_by(Outgoing.id.desc())).scalars().first()
+    return last if last is not None and last.key.startswith("alert:down:") else None
+
+
+class Health:
+    def __init__(self, engine: Engine, office: OfficeConfig):
+        self.engine, self.office = engine, office
+        self.failing_since: dt.datetime | None = None
+        self.last_error = ""
+
+    def failed(self, exc: BaseException, now: dt.datetime | None = None) -> bool:
+        """Record a failed poll; returns True when an alert was queued now."""
+        now = now or utcnow()
+        self.failing_since = self.failing_since or now
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        login = isinstance(exc, MailboxLoginError)
+        if not login and now - self.failing_since < dt.timedelta(minutes=self.office.health.alert_after_minutes):
+            return False
+        with store.writing(self.engine) as session:
+            if _open_alert(session, self.office) is not None:
+                return False
+            context = {"since": self.failing_since.astimezone(self.office.office.tz), "error": self.last_error,
+                       "login": login, "host": self.office.imap.host, "user": self.office.imap.user}
+            mail = letters.build(self.office, kind="alert", key=f"alert:down:{self.failing_since.isoformat()}",
+                                 template="alert_down", to=list(self.office.recipients.digest), context=context)
+            queued = bool(self.office.recipients.digest) and store.enqueue(session, mail)
+        log.error("mailbox unavailable since %s (%s); office alerted: %s", self.failing_since.isoformat(),
+                  self.last_error, queued)
+        return queued
+
+    def ok(self, now: dt.datetime | None = None) -> bool:
+        """Record a good poll; returns True when a recovery notice was queued now."""
+        now = now or utcnow()
+        self.failing_since = None
+        with store.writing(self.engine) as session:
+            down = _open_alert(session, self.office)
+            if down is None:
+                return False
+            since = down.key.removeprefix("alert:down:")
+            mail = letters.build(self.office, kind="alert", key=f"alert:up:{since}", template="alert_up",
+                                 to=list(self.office.recipients.digest),
+                                 context={"since": dt.datetime.fromisoformat(since).astimezone(self.office.office.tz),
+                                          "now_local": now.astimezone(self.office.office.tz),
+                                          "host": self.office.imap.host})
+            store.enqueue(session, mail)
+        log.info("mailbox available again (down since %s); office told", since)
+        return True

@@ -1,0 +1,95 @@
+"""`mailbot config check [--connect]`: is the config valid, and can we really log in?
+
+Each failure is translated into what the county IT person must do about it (wrong 授权码,
+NetEase's "Unsafe Login", an unverifiable certificate, a missing folder, a closed port).
+"""
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+
+from imap_tools.errors import MailboxFolderSelectError, MailboxLoginError
+
+from .config import Config, OfficeConfig
+from .errors import ConfigError
+from .mailbox import Mailbox
+
+
+@dataclass
+class Check:
+    what: str
+    ok: bool
+    detail: str
+
+
+def _network(exc: BaseException, host: str, port: int) -> str | None:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS 证书校验失败（{exc.verify_message}）。请确认服务器地址 {host} 正确；"
+                "自建服务器请在配置中用 ca_file 指定其 CA 证书。")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS 握手失败（{exc}）。请检查 security 与端口是否匹配：ssl 用 993/465，starttls 用 143/587。"
+    if isinstance(exc, socket.gaierror):
+        return f"无法解析服务器地址 {host}，请检查 host 拼写和本机 DNS。"
+    if isinstance(exc, (ConnectionRefusedError, socket.timeout, TimeoutError)):
+        return f"无法连接 {host}:{port}（{type(exc).__name__}），请检查端口、防火墙和网络。"
+    if isinstance(exc, OSError):
+        return f"连接 {host}:{port} 出错：{exc}"
+    return None
+
+
+def check_imap(office: OfficeConfig) -> Check:
+    imap = office.imap
+    what = f"IMAP {imap.user}@{imap.host}:{imap.port}（{imap.security}）"
+    box = Mailbox(imap)
+    try:
+        box.open()
+        folders = [imap.folder, imap.processed_folder, imap.quarantine_folder]
+        return Check(what, True, f"登录成功，ID 命令{'已发送' if box.id_sent else '未发送（服务器未提供）'}，"
+                                 f"文件夹 {'、'.join(folders)} 可用，UIDVALIDITY {box.uidvalidity}。")
+    except ConfigError as exc:
+        return Check(what, False, "; ".join(exc.errors))
+    except MailboxLoginError as exc:
+        return Check(what, False, f"登录被拒绝（{exc.command_result[1]!r}）。126/163 邮箱须使用“客户端授权码”而不是网页登录密码；"
+                                  f"请在邮箱设置中开启 IMAP/SMTP 服务并生成授权码，写入环境变量 {imap.password_env}。")
+    except MailboxFolderSelectError as exc:
+        text = repr(exc.command_result)
+        if "Unsafe Login" in text:
+            return Check(what, False, "服务器拒绝选择文件夹：NO SELECT Unsafe Login。网易邮箱要求登录后先发送 ID 命令，"
+                                      "请把 imap.id_command.enabled 设为 auto 或 always。")
+        return Check(what, False, f"无法打开文件夹 {imap.folder!r}（{text}）。请确认文件夹名称（收件箱为 INBOX）。")
+    except Exception as exc:
+        return Check(what, False, _network(exc, imap.host, imap.port) or f"{type(exc).__name__}: {exc}")
+    finally:
+        box.close()
+
+
+def check_smtp(office: OfficeConfig) -> Check:
+    from .outbox import connect
+
+    cfg = office.smtp
+    what = f"SMTP {cfg.user or '(不认证)'}@{cfg.host}:{cfg.port}（{cfg.security}）"
+    try:
+        smtp = connect(cfg)
+        smtp.noop()
+        smtp.quit()
+        return Check(what, True, "连接并登录成功。" if cfg.user else "连接成功。")
+    except ConfigError as exc:
+        return Check(what, False, "; ".join(exc.errors))
+    except smtplib.SMTPAuthenticationError as exc:
+        return Check(what, False, f"登录被拒绝（{exc.smtp_code} {exc.smtp_error!r}）。请使用邮箱的客户端授权码，"
+                                  f"并确认已开启 SMTP 服务（环境变量 {cfg.password_env}）。")
+    except Exception as exc:
+        return Check(what, False, _network(exc, cfg.host, cfg.port) or f"{type(exc).__name__}: {exc}")
+
+
+def run(config: Config, connect: bool) -> list[Check]:
+    checks = []
+    for office in config.offices:
+        checks.append(Check(f"配置（{office.id}）", True,
+                            f"{office.office.name}，{len(office.departments)} 个单位，"
+                            f"截止日每月{office.schedule.deadline_day}日，数据库 {config.database.url}"))
+        if connect:
+            checks += [check_imap(office), check_smtp(office)]
+    return checks
