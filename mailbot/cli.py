@@ -125,6 +125,34 @@ def _instant(value: str) -> dt.datetime:
         raise argparse.ArgumentTypeError("use an ISO date-time, e.g. 2026-11-20T09:00 (office time) or 2026-11-20T01:00+00:00") from None
 
 
+def cmd_digest(args) -> int:
+    from .digest import command
+    from .runner import open_store
+
+    cfg = _load(args)
+    office = _office(args, cfg)
+    return command(open_store(cfg), office, args.period, Path(args.out), args.send)
+
+
+def cmd_export(args) -> int:
+    from .export import export
+    from .runner import open_store
+
+    cfg = _load(args)
+    path, _rows = export(open_store(cfg), _office(args, cfg), args.period, args.format, args.out)
+    print(path)
+    return 0
+
+
+def _period_or_year(value: str) -> str:
+    if len(value) == 4 and value.isdigit():
+        return value
+    try:
+        return _period(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError("use YYYY-MM for a month (e.g. 2026-11) or YYYY for a whole year") from None
+
+
 def _period(value: str) -> str:
     try:
         dt.datetime.strptime(value, "%Y-%m")
@@ -160,6 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", type=_instant, help="ISO date-time (default: now); without an offset it is office time")
     p.add_argument("--dry-run", action="store_true", help="print what would be queued; queue and send nothing")
     p.set_defaults(func=cmd_tick)
+    p = sub.add_parser("digest", help="the monthly digest: workbook (and 通报 draft) into --out; mail it with --send")
+    p.add_argument("--period", type=_period, help="YYYY-MM (default: the current month)")
+    p.add_argument("--out", default=".", help="directory for the files (default: current directory)")
+    p.add_argument("--send", action="store_true", help="also queue the digest mail to recipients.digest and deliver")
+    p.set_defaults(func=cmd_digest)
+    p = sub.add_parser("export", help="every row in force for a month or a year, for the city platform")
+    p.add_argument("--period", type=_period_or_year, required=True, help="YYYY-MM, or YYYY for the whole year")
+    p.add_argument("--format", choices=("xlsx", "csv"), default="xlsx")
+    p.add_argument("--out", type=Path, help="output file (default: 情况清单导出_<period>.<format>)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -1,0 +1,324 @@
+"""Digests and the export: a November walked through the real intake path (Dovecot, SMTP
+capture, SQLite), then the workbook, the mail and the files read back and checked against the
+database."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections import Counter
+
+import docx
+import openpyxl
+import pytest
+import time_machine
+
+from mailbot import codes, digest, export, runner, store
+from mailbot.cli import main
+from mailbot.models import Message, Outgoing, Row
+from mailbot.status import status
+from tests import factory
+
+CST = factory.CST
+PERIOD = "2026-11"
+NOW = dt.datetime(2026, 11, 27, 11, 0, tzinfo=CST)  # the day after the notice day, after czj's late filing
+DIGEST_TO = ["office@example.test", "leader@example.test"]
+DEPARTMENTS = factory.DEPARTMENTS + [{"id": "jyj", "name": "赞皇县教育局", "emails": ["jyj@example.gov.cn"]}]
+ID_NUMBER = "11010519491231002X"
+MASKED = codes.mask_id(ID_NUMBER)
+HOSTILE = ['=HYPERLINK("http://evil.example/x","点击查看")', "+1 食品经营许可证核发", "-1 经信用中国查询，无失信记录",
+           "@SUM(A1)"]
+ROWS = [
+    (HOSTILE[0], HOSTILE[1], dt.date(2026, 11, 3), HOSTILE[2], "告知承诺"),
+    (f"张某（{ID_NUMBER}）", "个体工商户登记", "2026.11.9",
+     f"经国家企业信用信息公示系统查询，身份证号{ID_NUMBER}无异常", HOSTILE[3]),
+    ("赞皇县某建筑有限公司", "政府采购供应商资格审查", "2026年11月5日",
+     "经信用中国、中国执行信息公开网查询，该公司列入失信被执行人", "限制参与政府采购、从严审核"),
+]
+BAD_ROWS = [("", "食品经营许可证核发", "2026-11-03", "经信用中国查询，无失信记录", "无")]
+SHEETS = ["汇总", "报送情况", "统计", "分单位统计"]
+UNMASKED_ID = re.compile(r"(?<![0-9*])[0-9]{17}[0-9Xx](?![0-9])")
+
+
+def hostile_xlsx(rows, unit) -> bytes:
+    """The official template filled with text cells, so `=...` arrives as text, not a formula."""
+    wb = openpyxl.load_workbook(io.BytesIO(factory.checklist_xlsx([], unit=unit)))
+    ws = wb["情况清单"]
+    for i, row in enumerate(rows):
+        for j, value in enumerate(row):
+            cell = ws.cell(7 + i, 1 + j, value)
+            if isinstance(value, str):
+                cell.data_type = "s"
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def arrive(setup, sender, rows, unit, at, message_id):
+    data = hostile_xlsx(rows, unit)
+    setup.account.append(factory.mail(sender=sender, date=at, message_id=message_id,
+                                      attachments=(("情况清单.xlsx", data, factory.XLSX),)), date=at)
+
+
+@pytest.fixture
+def november(setup):
+    """filed (scjgj, with hostile text and an ID number), rejected (zhz, whose receipt fails),
+    late (czj), missing (jyj), and one mail from an unregistered address."""
+    on_time = dt.datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+    arrive(setup, "scjgj@example.gov.cn", ROWS, "赞皇县市场监督管理局", on_time, "<s1@example.gov.cn>")
+    arrive(setup, "zhz@qq.com", BAD_ROWS, "赞皇镇人民政府", on_time, "<z1@qq.com>")
+    setup.account.append(factory.mail(sender="stranger@qq.com", message_id="<x1@qq.com>"), date=on_time)
+    setup.smtp.refuse_permanently(550, "5.1.1 mailbox unavailable", stage="rcpt", only={"zhz@qq.com"})
+    with time_machine.travel(on_time + dt.timedelta(minutes=5), tick=False):
+        setup.poll()
+    late = dt.datetime(2026, 11, 26, 9, 30, tzinfo=CST)  # Dovecot keeps no future INTERNALDATE
+    arrive(setup, "czj@example.gov.cn", factory.GOOD_ROWS, "赞皇县财政局", late, "<c1@example.gov.cn>")
+    with time_machine.travel(late + dt.timedelta(minutes=5), tick=False):
+        setup.poll()
+    setup.smtp.normal()
+    setup.smtp.clear()
+    return setup
+
+
+def in_force_from_db(setup) -> dict[str, list[Row]]:
+    with store.reading(setup.engine) as s:
+        out = {}
+        for d in setup.office.departments:
+            sub = store.in_force(s, setup.office.id, d.id, PERIOD)
+            if sub:
+                out[d.id] = store.rows_of(s, sub.id)
+        return out
+
+
+def all_cells(wb):
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            yield from row
+
+
+pytestmark = pytest.mark.config(departments=DEPARTMENTS, recipients={"digest": DIGEST_TO})
+
+
+# --- the pure parts -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"])
+def test_formula_looking_text_is_written_as_text(text):
+    assert export.csv_value(text) == "'" + text
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet("x")
+    ws.append([export.xlsx_value(ws, text)])
+    out = io.BytesIO()
+    wb.save(out)
+    [[cell]] = openpyxl.load_workbook(out).active.iter_rows()
+    assert cell.value == text and cell.data_type == "s" and cell.quotePrefix
+
+
+def test_plain_text_is_left_alone_and_id_numbers_are_masked():
+    assert export.csv_value("经信用中国查询") == "经信用中国查询"
+    assert export.safe_text(f"身份证{ID_NUMBER}，代码91350100M000100Y43") == f"身份证{MASKED}，代码91350100M000100Y43"
+    assert export.safe_text("身份证１１０１０５１９４９１２３１００２Ｘ") == f"身份证{MASKED}"  # full-width too
+    assert export.safe_text("bell\x07 ok") == "bell ok"
+
+
+def test_week_window_is_anchored_on_the_configured_day(setup):
+    monday = dt.datetime(2026, 11, 23, 9, 0, tzinfo=CST)
+    wednesday = dt.datetime(2026, 11, 25, 18, 0, tzinfo=CST)
+    start, end, anchor = digest.week_window(setup.office, monday)
+    assert (start.astimezone(CST), end.astimezone(CST)) == (dt.datetime(2026, 11, 16, tzinfo=CST),
+                                                             dt.datetime(2026, 11, 23, tzinfo=CST))
+    assert digest.week_window(setup.office, wednesday) == (start, end, anchor)
+    assert digest.weekly_key(setup.office, wednesday) == "weekly:2026-W48"
+
+
+def test_monthly_key_is_interim_before_the_notice_day(setup):
+    assert digest.monthly_key(setup.office, PERIOD, dt.datetime(2026, 11, 10, 9, tzinfo=CST)) == \
+        ("digest:2026-11:2026-11-10", True)
+    assert digest.monthly_key(setup.office, PERIOD, NOW) == ("digest:2026-11", False)
+
+
+# --- the workbook ---------------------------------------------------------------------------------
+
+def test_workbook_matches_the_database(november):
+    month = digest.load_month(november.engine, november.office, PERIOD, NOW)
+    wb = openpyxl.load_workbook(io.BytesIO(digest.workbook(month)))
+    assert wb.sheetnames == SHEETS
+
+    # 汇总: exactly the rows in force, department by department, dates as dates
+    rows = in_force_from_db(november)
+    assert sorted(rows) == ["czj", "scjgj"]
+    ws = wb["汇总"]
+    data = list(ws.iter_rows(min_row=2))
+    assert len(data) == sum(len(r) for r in rows.values()) == 6
+    assert [c.value for c in data[0][:3]] == ["赞皇县市场监督管理局", HOSTILE[0], HOSTILE[1]]
+    assert Counter(r[0].value for r in data) == {"赞皇县市场监督管理局": 3, "赞皇县财政局": 3}
+    assert [r[3].value for r in data] == [dt.datetime(2026, 11, d) for d in (3, 9, 5, 3, 5, 9)]
+    assert all(r[3].is_date and r[3].number_format == "yyyy-mm-dd" for r in data)
+    assert data[0][10].value == dt.datetime(2026, 11, 20, 10, 0) and data[0][10].is_date
+    assert data[3][10].value == dt.datetime(2026, 11, 26, 9, 30)
+    assert [r[6].value for r in data[:3]] == ["激励", "其他", "惩戒"]
+    assert data[2][7].value == "限制参与政府采购、从严审核"
+    assert ws.freeze_panes == "A2" and ws.auto_filter.ref == "A1:K7"
+    assert ws.column_dimensions["B"].width == 30
+
+    # 报送情况: the same answer as `mailbot status`
+    expected = {d["name"]: d for d in status(november.engine, november.office, PERIOD)}
+    got = {r[0]: r for r in wb["报送情况"].iter_rows(min_row=2, values_only=True)}
+    assert {name: (r[1], r[4], r[5]) for name, r in got.items()} == {
+        "赞皇县市场监督管理局": ("已按时报送", 3, 1), "赞皇县财政局": ("逾期报送", 3, 1),
+        "赞皇镇人民政府": ("报送未通过", 0, 1), "赞皇县教育局": ("未报送", 0, 0)}
+    assert {n: d["state"] for n, d in expected.items()} == {
+        "赞皇县市场监督管理局": "filed", "赞皇县财政局": "late", "赞皇镇人民政府": "rejected", "赞皇县教育局": "missing"}
+    assert got["赞皇县财政局"][2] == dt.datetime(2026, 11, 26, 9, 30) and got["赞皇县财政局"][3] == 1
+    assert got["赞皇县教育局"][3] == 2  # days overdue as of the 27th
+
+    # 统计: counts recomputed from the stored derived fields; two charts
+    kinds = Counter(k for rs in rows.values() for r in rs for k in {m["kind"] for m in r.derived["measures"]})
+    stats = {(g, i): n for g, i, n, _share in wb["统计"].iter_rows(min_row=2, values_only=True)}
+    assert {k: stats[("措施类别", k)] for k in export.KINDS} == {"激励": 2, "惩戒": 2, "无": 1, "其他": 1}
+    assert {k: stats[("措施类别", k)] for k in kinds} == dict(kinds)
+    assert stats[("规范措施", "限制参与政府采购")] == 2 and stats[("规范措施", "告知承诺")] == 2
+    assert stats[("查询渠道", "信用中国")] == 4 and stats[("领域", "政府采购")] == 2
+    charts = wb["统计"]._charts
+    assert len(charts) == 2 and [c.type for c in charts] == ["col", "bar"]
+    by_dept = list(wb["分单位统计"].iter_rows(min_row=3, values_only=True))
+    assert [r[:4] for r in by_dept] == [("赞皇县市场监督管理局", 3, 1, 1), ("赞皇县财政局", 3, 1, 1),
+                                        ("赞皇镇人民政府", 0, 0, 0), ("赞皇县教育局", 0, 0, 0), ("合计", 6, 2, 2)]
+    assert wb["分单位统计"].freeze_panes == "B3"
+
+
+def test_workbook_has_no_live_formula_and_no_unmasked_id_number(november):
+    month = digest.load_month(november.engine, november.office, PERIOD, NOW)
+    wb = openpyxl.load_workbook(io.BytesIO(digest.workbook(month)))
+    cells = list(all_cells(wb))
+    assert [c for c in cells if c.data_type == "f"] == []
+    texts = [c.value for c in cells if isinstance(c.value, str)]
+    for hostile in HOSTILE:
+        assert hostile in texts or any(t.startswith(hostile) for t in texts)
+    assert [t for t in texts if UNMASKED_ID.search(t)] == []
+    assert f"张某（{MASKED}）" in texts
+    assert any(MASKED in t and t.startswith("经国家企业信用信息公示系统") for t in texts)
+
+
+# --- the mail -------------------------------------------------------------------------------------
+
+def html_of(captured) -> str:
+    return captured.message.get_body(preferencelist=("html",)).get_content()
+
+
+def table_numbers(html: str, table_id: str) -> dict[str, int]:
+    table = re.search(rf'<table id="{table_id}".*?</table>\n', html, re.S).group()
+    return {label: int(n) for label, n in re.findall(r"<td[^>]*>([^<]+)</td><td[^>]*>(\d+)</td>", table)}
+
+
+def test_monthly_mail_goes_only_to_the_digest_recipients_and_matches_the_database(november):
+    assert digest.queue_monthly(november.engine, november.office, PERIOD, NOW)
+    assert not digest.queue_monthly(november.engine, november.office, PERIOD, NOW)  # idempotent
+    assert runner.deliver(november.engine, november.office) == 1
+    [mail] = november.smtp.messages
+    assert sorted(mail.rcpt_tos) == sorted(DIGEST_TO)
+    [queued] = november.rows(Outgoing, Outgoing.kind == "digest")
+    assert queued.key == "digest:2026-11" and queued.period == PERIOD and queued.status == "sent"
+    assert mail.message["Subject"] == "2026年11月情况清单报送月报：按时1个，逾期1个，未通过1个，未报送1个"
+
+    html = html_of(mail)
+    by_state = Counter(d["state"] for d in status(november.engine, november.office, PERIOD))
+    assert table_numbers(html, "states") == {"已按时报送": by_state["filed"], "逾期报送": by_state["late"],
+                                             "报送未通过": by_state["rejected"], "未报送": by_state["missing"]}
+    assert table_numbers(html, "kinds") == {"激励": 2, "惩戒": 2, "无": 1, "其他": 1}
+    assert "赞皇县教育局" in html and "赞皇镇人民政府" in html
+    # what needs a person: the unregistered address, and the receipt that could not be delivered
+    [stranger] = november.rows(Message, Message.status == "quarantined")
+    assert stranger.sender == "stranger@qq.com" and "stranger@qq.com" in html and "发件人邮箱未登记" in html
+    [failed] = november.rows(Outgoing, Outgoing.status == "failed")
+    assert failed.recipients == ["zhz@qq.com"]
+    failed_table = re.search(r'<table id="failed".*?</table>', html, re.S).group()
+    assert "zhz@qq.com" in failed_table and "发送失败" in failed_table and "回执" in failed_table
+    # the chart is HTML: no image at all, let alone a remote one
+    assert "<img" not in html and not re.search(r"src=[\"']?https?:", html)
+    assert "http://evil" not in html and ID_NUMBER not in html
+
+    parts = {p.get_filename(): p for p in mail.message.iter_attachments()}
+    assert sorted(parts) == ["2026年11月情况清单汇总.xlsx",
+                             "关于2026年11月行政管理事项中使用信用记录和信用报告情况清单报送情况的通报（草稿）.docx"]
+    book = openpyxl.load_workbook(io.BytesIO(parts["2026年11月情况清单汇总.xlsx"].get_content()))
+    assert book.sheetnames == SHEETS and book["汇总"].max_row == 7
+    draft = docx.Document(io.BytesIO(parts[sorted(parts)[1]].get_content()))
+    listed = [row.cells[1].text for row in draft.tables[0].rows[1:]]
+    assert sorted(listed) == sorted(["赞皇县财政局", "赞皇镇人民政府", "赞皇县教育局"])
+
+
+@pytest.mark.config(departments=DEPARTMENTS, recipients={"digest": []})
+def test_no_digest_without_configured_recipients(november):
+    assert not digest.queue_monthly(november.engine, november.office, PERIOD, NOW)
+    assert not digest.queue_weekly(november.engine, november.office, NOW)
+    assert november.rows(Outgoing, Outgoing.kind.in_(("digest", "weekly"))) == []
+
+
+def test_weekly_mail_reports_the_week_and_who_is_still_missing(november):
+    monday = dt.datetime(2026, 11, 23, 9, 0, tzinfo=CST)
+    assert digest.queue_weekly(november.engine, november.office, monday)
+    assert not digest.queue_weekly(november.engine, november.office, monday + dt.timedelta(days=2))
+    runner.deliver(november.engine, november.office)
+    [mail] = november.smtp.messages
+    assert sorted(mail.rcpt_tos) == sorted(DIGEST_TO)
+    assert mail.message["Subject"] == "情况清单收件周报（2026年11月16日至2026年11月22日）：收到2份，2026年11月尚有3个单位未报送"
+    html = html_of(mail)
+    arrived = re.search(r'<table id="arrived".*?</table>', html, re.S).group()
+    assert "赞皇县市场监督管理局" in arrived and "赞皇镇人民政府" in arrived and "赞皇县财政局" not in arrived
+    unfiled = re.findall(r"<td[^>]*>(赞皇[^<]+)</td><td[^>]*>(未报送|报送未通过)</td>",
+                         re.search(r'<table id="unfiled".*?</table>', html, re.S).group())
+    # as of Monday: czj filed only on the 26th
+    assert unfiled == [("赞皇县财政局", "未报送"), ("赞皇镇人民政府", "报送未通过"), ("赞皇县教育局", "未报送")]
+    assert "stranger@qq.com" in html
+    [queued] = november.rows(Outgoing, Outgoing.kind == "weekly")
+    assert queued.key == "weekly:2026-W48"
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+def test_digest_command_writes_files_and_sends_only_when_asked(november, tmp_path, capsys):
+    out = tmp_path / "out"
+    with time_machine.travel(NOW, tick=False):
+        assert main(["--config", str(november.config_path), "digest", "--period", PERIOD, "--out", str(out)]) == 0
+        printed = capsys.readouterr().out.split()
+        assert sorted(p.rsplit("/", 1)[1] for p in printed) == sorted(f.name for f in out.iterdir())
+        assert len(printed) == 2 and printed[0].endswith("2026年11月情况清单汇总.xlsx") and printed[1].endswith(".docx")
+        assert november.rows(Outgoing, Outgoing.kind == "digest") == []
+        assert november.smtp.messages == []
+
+        assert main(["--config", str(november.config_path), "digest", "--period", PERIOD, "--out", str(out),
+                     "--send"]) == 0
+        assert "sent 1 mail(s)" in capsys.readouterr().out
+        assert main(["--config", str(november.config_path), "digest", "--period", PERIOD, "--out", str(out),
+                     "--send"]) == 0
+        assert "already queued" in capsys.readouterr().out
+    [mail] = november.smtp.messages
+    assert sorted(mail.rcpt_tos) == sorted(DIGEST_TO)
+
+
+def test_export_xlsx_and_csv(november, tmp_path, capsys):
+    rows = in_force_from_db(november)
+    xlsx, csv_path = tmp_path / "export.xlsx", tmp_path / "export.csv"
+    assert main(["--config", str(november.config_path), "export", "--period", PERIOD, "--out", str(xlsx)]) == 0
+    assert main(["--config", str(november.config_path), "export", "--period", "2026", "--format", "csv",
+                 "--out", str(csv_path)]) == 0
+    assert capsys.readouterr().out.split() == [str(xlsx), str(csv_path)]
+
+    wb = openpyxl.load_workbook(xlsx)
+    data = list(wb.active.iter_rows(min_row=2))
+    assert len(data) == sum(len(r) for r in rows.values())
+    assert {c.value for c in data[0][:2]} == {PERIOD, "赞皇县市场监督管理局"}
+    assert data[0][2].value == HOSTILE[0] and data[0][4].is_date
+    assert [c for c in all_cells(wb) if c.data_type == "f"] == []
+    assert [c.value for c in all_cells(wb) if isinstance(c.value, str) and UNMASKED_ID.search(c.value)] == []
+
+    raw = csv_path.read_bytes()
+    assert raw.startswith("\ufeff".encode())
+    lines = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert lines[0][:3] == ["所属期", "单位", "市场主体（自然人）名称"] and len(lines) == 1 + 6
+    first = lines[1]
+    assert first[2] == "'" + HOSTILE[0] and first[3] == "'" + HOSTILE[1] and first[5] == "'" + HOSTILE[2]
+    assert first[4] == "2026-11-03" and first[-1] == "2026-11-20 10:00"
+    assert lines[2][2] == f"张某（{MASKED}）" and lines[2][6] == "'" + HOSTILE[3]
+    assert not UNMASKED_ID.search(raw.decode("utf-8-sig"))
