@@ -20,18 +20,17 @@ from .workbook import Cell, Sheet, Workbook
 
 FIELDS = ("entity", "matter", "date", "usage", "measure")
 FIELD_TITLES = dict(zip(FIELDS, COLUMNS, strict=True))
-HEADER_LABELS = {"unit": "单位", "submitter": "报送人", "report_date": "报送日期"}
 _HEADER_SCAN_ROWS = 40
 
 # A header cell's text (normalised, parenthesised remarks dropped) -> column; first match wins.
 _COLUMN_PATTERNS = tuple((name, re.compile(rx)) for name, rx in (
     ("seq", r"^(序号|编号|序|No\.?)$"),
     ("code", r"^(?!.*名称).*(信用代码|身份证|证件号|证照号)"),
+    ("date", r"^(?!报送|填报|填表).{0,8}(日期|时间)$"),  # 日期, 使用日期, 使用信用记录日期, not 报送日期
     ("measure", r"措施|激励|惩戒|奖惩"),
     ("usage", r"信用记录|信用报告|报告情况|使用情况|查询情况|查询结果"),
-    ("entity", r"市场主体|自然人|主体名称|企业名称|单位名称|对象名称|当事人|申请人|相对人"),
+    ("entity", r"市场主体|自然人|主体名称|企业名称|单位名称|对象名称|当事人|申请人|相对人|^名称$"),
     ("matter", r"事项|业务名称|业务类型"),
-    ("date", r"^(使用|查询|办理|受理)?(日期|时间)$"),
 ))
 # Header-field labels as people write them (spaces allowed inside) -> field; None: a label we
 # only need so that its text is not taken for the value before it (报送人：张三 联系电话：…).
@@ -133,10 +132,13 @@ def _find_header(rows: list[tuple]) -> tuple[int, dict[str, int]] | None:
 
 
 def _is_label(value: Cell) -> bool:
+    """Does the cell start with a header-field label (单位：…, 报送人, 联系电话：…)?"""
     if not isinstance(value, str):
         return False
     value = value.strip()
-    return value[:1] in _LABEL_HEADS and (bool(_LABEL.match(value)) or len(value) <= 20 and _bare_label(value) in _LABELS)
+    if value[:1] not in _LABEL_HEADS:
+        return False
+    return bool(_LABEL.match(value)) or len(value) <= 20 and _bare_label(value) in _LABELS
 
 
 def _bare_label(value: Cell) -> str:
@@ -149,7 +151,8 @@ def _after(cells: tuple, i: int) -> Cell:
     return None if _is_label(value) else value
 
 
-def _clean(value: str) -> str:
+def _filled_in(value: str) -> str:
+    """What was written after a label; "" for a blank form line such as ____ or “  年  月  日”."""
     value = value.strip(" \t\r\n\u3000_＿")
     return "" if re.fullmatch(r"[\s年月日_＿]*", value) else value
 
@@ -169,7 +172,7 @@ def _read_labels(row: tuple, found: dict[str, Cell]) -> None:
             key = _LABELS.get(re.sub(r"\s", "", m.group(1)))
             if key is None or key in found:
                 continue
-            said = _clean(value[m.end(): marks[j + 1].start() if j + 1 < len(marks) else len(value)])
+            said = _filled_in(value[m.end(): marks[j + 1].start() if j + 1 < len(marks) else len(value)])
             if not said and j + 1 == len(marks):
                 said = _after(row, i)
             if said is not None and text(said):
@@ -188,8 +191,9 @@ def _is_nil_text(value: Cell) -> bool:
 def _says_nil(value: Cell) -> bool:
     """A nil statement anywhere in a cell or paragraph, but not an instruction quoting one."""
     t = norm(value)
-    return 0 < len(t) <= 120 and not _NOTE.match(t) and not re.search(r"[“”\"]|填写", t) \
-        and (_is_nil_text(t) and t not in _PLACEHOLDERS or bool(_NIL_SENTENCE.search(t)) and not _NOT_NIL.search(t))
+    if not 0 < len(t) <= 120 or _NOTE.match(t) or re.search(r"[“”\"]|填写", t):
+        return False
+    return (_is_nil_text(t) and t not in _PLACEHOLDERS) or (bool(_NIL_SENTENCE.search(t)) and not _NOT_NIL.search(t))
 
 
 def _is_instructions(sheet: Sheet) -> bool:
@@ -221,9 +225,9 @@ def parse(workbook: Workbook) -> Checklist:
         return _nil_without_table(order)
     _, sheet, (header_row, columns) = best
     checklist = Checklist(sheet=sheet.name, header_row=header_row, columns=columns)
-    body, footer = _body(sheet, header_row, columns, checklist.extra_columns)
+    body, footer, nil = _body(sheet, header_row, columns, checklist.extra_columns)
     _set_header_fields(checklist, sheet.rows[: header_row - 1] + footer)
-    if body and all(_is_nil_row(sheet.rows[row.row_no - 1]) for row in body):
+    if nil:
         checklist.nil_report = True
         return checklist
     if not body and any(_says_nil(v) for r in sheet.rows[: header_row - 1] + footer for v in r):
@@ -259,16 +263,17 @@ def _extra_keys(titles: tuple, known: set[int], width: int) -> dict[int, str]:
 
 
 def _body(sheet: Sheet, header_row: int, columns: dict[str, int],
-          extra_columns: dict[str, int]) -> tuple[list[Row], list[tuple]]:
+          extra_columns: dict[str, int]) -> tuple[list[Row], list[tuple], bool]:
     """Data rows under the header; notes, a column-number row and footer rows are set apart.
-    Fills `extra_columns` (Row.extras key -> column index)."""
+    Also says whether every data row only says there was nothing to report (a nil report),
+    and fills `extra_columns` (Row.extras key -> column index)."""
     wanted = [(name, i - 1) for name, i in columns.items() if name != "seq"]
     width = max(map(len, sheet.rows[header_row - 1:]), default=0)
     keys = _extra_keys(sheet.rows[header_row - 1], set(columns.values()), width)
     extra_columns.update((key, i) for i, key in keys.items())
     body: list[Row] = []
     footer: list[tuple] = []
-    in_footer = False
+    in_footer, nil = False, True
     down = _merged_down(sheet, header_row)
     for row_no, row in enumerate(sheet.rows[header_row:], start=header_row + 1):
         if row_no in down:
@@ -285,11 +290,13 @@ def _body(sheet: Sheet, header_row: int, columns: dict[str, int],
         if len(filled) >= 3 and all(_NUMBERING.match(text(v)) for v in filled) and row_no == header_row + 1:
             continue  # the "1 2 3 4 5" row some templates put under the header
         cells = {name: row[i] if i < len(row) else None for name, i in wanted}
-        if not any(text(v) for v in cells.values()) and not _is_nil_row(row):
+        says_nil = nil and _is_nil_row(row)
+        if not any(text(v) for v in cells.values()) and not says_nil:
             continue  # only a 序号 or stray text outside the table (a nil sentence may stand there)
+        nil = says_nil
         extras = {keys[i]: text(v) for i, v in enumerate(row, start=1) if i in keys and text(v)}
         body.append(Row(row_no=row_no, cells=cells, extras=extras))
-    return body, footer
+    return body, footer, bool(body) and nil
 
 
 def _merged_down(sheet: Sheet, header_row: int) -> dict[int, dict[int, Cell]]:

@@ -135,7 +135,8 @@ ROW = ("赞皇县某公司", "食品经营许可证核发", "2026-11-03", "经�
 @pytest.mark.parametrize("title, field", [
     ("市场主体（自然人）名称", "entity"), ("市场主体(自然人)\n名称", "entity"), ("市场主体名称", "entity"),
     ("企业名称", "entity"), ("*市场主体名称", "entity"), ("行政管理事项名称", "matter"), ("事项名称", "matter"),
-    ("日　期", "date"), ("日期（年月日）", "date"), ("使用日期", "date"), ("使用信用记录或\n报告情况", "usage"),
+    ("日　期", "date"), ("日期（年月日）", "date"), ("使用日期", "date"), ("使用信用记录日期", "date"),
+    ("事项办理时间", "date"), ("名称", "entity"), ("使用信用记录或\n报告情况", "usage"),
     ("使用的激励或惩戒措施", "measure"), ("激励惩戒措施", "measure"), ("序号", "seq"), ("统一社会信用代码", "code"),
     ("统一社会信用代码（身份证号）", "code"), ("市场主体名称及统一社会信用代码", "entity"),
     ("备注", None), ("报送日期", None), ("单位：赞皇县财政局", None), (TITLE, None),
@@ -177,6 +178,11 @@ def test_nil_report_sentences(nil):
 def test_not_nil_reports(row):
     parsed = parse(sheet(HEADER, row))
     assert not parsed.nil_report
+
+
+def test_nil_sentence_merged_over_several_rows():
+    parsed = parse(sheet(HEADER, ("本月无使用信用记录和信用报告情况",), (), (), merged=[(2, 1, 4, 5)]))
+    assert parsed.nil_report and parsed.rows == []
 
 
 def test_nil_row_among_real_rows_is_a_row():
