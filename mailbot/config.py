@@ -183,6 +183,9 @@ class Limits(_Model):
     max_rows: int = Field(50_000, gt=0)
     max_columns: int = Field(50, gt=0)
     max_zip_members: int = Field(20, gt=0)
+    workers: int = Field(2, ge=0, le=32)  # processes deciding messages in parallel; 0: in the daemon itself
+    seconds_per_message: float = Field(120, gt=0)  # a message taking longer is quarantined
+    worker_memory_bytes: int = Field(1 << 30, gt=64 << 20)  # address-space cap of each worker
 
 
 Severity = Literal["error", "warning", "off"]

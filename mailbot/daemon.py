@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from . import runner, schedule
 from .health import Health
+from .workers import Deciders
 from .config import Config, OfficeConfig
 from .errors import MailbotError
 from .mailbox import Mailbox
@@ -77,6 +78,7 @@ class Daemon:
         self._wake_r.setblocking(False)
         self.scheduler: BackgroundScheduler | None = None
         self.health = Health(engine, office)
+        self.deciders = Deciders(office)
 
     def scheduled(self) -> None:
         """The tick job: queue what the schedule says is due and wake the loop, which delivers
@@ -124,7 +126,7 @@ class Daemon:
         """One pass: drain the mailbox and deliver the outbox."""
         box = self._session()
         box.select()
-        result = runner.drain(box, self.engine, self.config, self.office, stop=self.stopping.is_set)
+        result = runner.drain(box, self.engine, self.config, self.office, self.deciders, stop=self.stopping.is_set)
         sent = runner.deliver(self.engine, self.office, box)
         if result.handled or sent:
             log.info("handled %d message(s), sent %d mail(s)", result.handled, sent)
@@ -157,6 +159,7 @@ class Daemon:
                 self._loop()
             finally:
                 self.scheduler.shutdown(wait=True)
+                self.deciders.close()
         log.info("mailbot stopped")
 
     def _loop(self) -> None:

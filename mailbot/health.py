@@ -22,7 +22,7 @@ log = logging.getLogger("mailbot.health")
 
 def _open_alert(session, office: OfficeConfig) -> Outgoing | None:
     last = session.exec(select(Outgoing).where(Outgoing.office == office.id, Outgoing.kind == "alert")
-                        .order_by(Outgoing.id.desc())).scalars().first()
+                        .order_by(Outgoing.id.desc()).limit(1)).scalars().first()
     return last if last is not None and last.key.startswith("alert:down:") else None
 
 

@@ -83,6 +83,7 @@ def _read(office: OfficeConfig, candidates) -> tuple[message.Attachment, checkli
 
 def decide(office: OfficeConfig, raw: bytes, arrived: dt.datetime, truncated: bool = False) -> Decision:
     mail = None
+    faults.crash_point("in_decide", raw)
     try:
         mail = message.parse(raw)
         return _decide(office, mail, arrived, truncated)
@@ -212,18 +213,17 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
             _record_bounce(session, office, mail)
         submission, replaced, diff = None, None, None
         if decision.stores_submission:
-            prior = store.submissions_for(session, office.id, decision.department.id, decision.period)
+            versions = store.count_submissions(session, office.id, decision.department.id, decision.period)
             accepted = decision.status == "accepted"
             replaced = store.in_force(session, office.id, decision.department.id, decision.period) if accepted else None
-            late = accepted and not any(p.accepted for p in prior) and \
-                fetched.arrived >= deadline(decision.period, office.schedule, office.office.tz)
-            if accepted and replaced is not None:
-                late = replaced.late
+            # lateness belongs to the first accepted version: a later correction inherits it
+            late = accepted and (replaced.late if replaced else
+                                 fetched.arrived >= deadline(decision.period, office.schedule, office.office.tz))
             cl = decision.checklist
             submission = Submission(
                 office=office.id, message_pk=row.id, department_id=decision.department.id,
                 period=decision.period, period_source=decision.period_source, received_at=fetched.arrived,
-                accepted=accepted, late=late, version=len(prior) + 1,
+                accepted=accepted, late=late, version=versions + 1,
                 replaces_id=replaced.id if replaced else None,
                 unit=cl.unit if cl else "", submitter=cl.submitter if cl else "",
                 report_date=rules.report_date(cl) if cl else None, nil_report=bool(cl and cl.nil_report),
@@ -298,13 +298,13 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff) -
     store.enqueue(session, out)
 
 
-def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched) -> Message:
-    """Archive, decide and commit one fetched message; returns its committed row."""
+def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, decision: Decision | None = None) -> Message:
+    """Archive, decide (unless a worker already did) and commit one fetched message."""
     sha = archive.put(archive_dir, fetched.raw)
     with store.reading(engine) as session:
         existing = store.message_at(session, office.id, fetched.folder, fetched.uidvalidity, fetched.uid)
     if existing is not None:
         return existing
     faults.crash_point("after_fetch")
-    decision = decide(office, fetched.raw, fetched.arrived, fetched.truncated)
+    decision = decision or decide(office, fetched.raw, fetched.arrived, fetched.truncated)
     return commit(engine, office, fetched, sha, decision)

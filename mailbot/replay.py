@@ -60,7 +60,7 @@ def find(engine: Engine, office: OfficeConfig, message_id: str) -> Message:
     with store.reading(engine) as session:
         row = session.exec(select(Message).where(
             Message.office == office.id, Message.message_id == message_id,
-            Message.status != "duplicate").order_by(Message.id)).scalars().first()
+            Message.status != "duplicate").order_by(Message.id).limit(1)).scalars().first()
     if row is None:
         raise MailbotError(f"no message with Message-ID <{message_id}> in office {office.id}")
     return row

@@ -12,12 +12,14 @@ import ssl
 from dataclasses import dataclass
 
 from imap_tools.errors import ImapToolsError
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from . import faults, intake, outbox, store
 from .config import Config, OfficeConfig
 from .mailbox import Fetched, Mailbox
 from .models import Message, utcnow
+from .workers import Deciders
 
 log = logging.getLogger("mailbot.runner")
 NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error, imaplib.IMAP4.abort, ImapToolsError)
@@ -30,13 +32,14 @@ class PollResult:
     sent: int = 0
 
 
-def _mark_moved(engine: Engine, message: Message) -> None:
+def _mark_moved(engine: Engine, messages: list[Message]) -> None:
+    if not messages:
+        return
     with store.writing(engine) as session:
-        row = session.get(Message, message.id)
-        row.moved_at = utcnow()
+        session.execute(update(Message).where(Message.id.in_([m.id for m in messages])).values(moved_at=utcnow()))
 
 
-def _move(box: Mailbox, engine: Engine, uid: int, message: Message) -> bool:
+def _move(box: Mailbox, uid: int, message: Message) -> bool:
     try:
         box.move(uid, message.destination)
     except NETWORK_ERRORS:
@@ -45,7 +48,6 @@ def _move(box: Mailbox, engine: Engine, uid: int, message: Message) -> bool:
         log.error("message %s (uid %s): move to %s failed: %s", message.message_id, uid, message.destination, exc)
         return False
     faults.crash_point("after_move")
-    _mark_moved(engine, message)
     return True
 
 
@@ -54,8 +56,10 @@ def _oversized(box: Mailbox, uid: int) -> Fetched:
     return Fetched(box.cfg.folder, box.uidvalidity, uid, box.headers(uid), utcnow(), truncated=True)
 
 
-def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, stop=lambda: False) -> PollResult:
-    """Handle every message now in the watched folder, batch by batch."""
+def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, deciders: Deciders,
+          stop=lambda: False) -> PollResult:
+    """Handle every message now in the watched folder, batch by batch: the batch is decided
+    in the workers at once, then committed and moved one message at a time, in UID order."""
     result = PollResult()
     uids = box.pending()
     batch_size = office.imap.batch_size
@@ -65,32 +69,36 @@ def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, st
         batch = uids[start:start + batch_size]
         with store.reading(engine) as session:
             known = store.messages_at(session, office.id, office.imap.folder, box.uidvalidity, batch)
-        for uid in batch:
-            if uid in known:
-                result.moved += _move(box, engine, uid, known[uid])
+        moved = [known[uid] for uid in batch if uid in known and _move(box, uid, known[uid])]
         todo = [u for u in batch if u not in known]
-        if not todo:
-            continue
-        sizes = box.sizes(todo)
-        large = [u for u in todo if sizes.get(u, 0) > office.limits.max_message_bytes]
-        fetched = [_oversized(box, u) for u in large]
-        fetched += list(box.fetch([u for u in todo if u not in large]))
-        for item in sorted(fetched, key=lambda f: f.uid):
-            if stop():
-                break
-            faults.crash_point("after_fetch")
-            row = intake.handle(engine, office, config.archive.dir, item)
-            log.info("message %s (uid %s) from %s: %s %s", row.message_id, item.uid, row.sender, row.status, row.reason)
-            result.handled += 1
-            result.moved += _move(box, engine, item.uid, row)
+        if todo:
+            sizes = box.sizes(todo)
+            large = [u for u in todo if sizes.get(u, 0) > office.limits.max_message_bytes]
+            fetched = [_oversized(box, u) for u in large] + list(box.fetch([u for u in todo if u not in large]))
+            fetched.sort(key=lambda f: f.uid)
+            for item, decision in zip(fetched, deciders.decide(fetched)):
+                if stop():
+                    break
+                faults.crash_point("after_fetch")
+                row = intake.handle(engine, office, config.archive.dir, item, decision)
+                log.info("message %s (uid %s) from %s: %s %s", row.message_id, item.uid, row.sender, row.status, row.reason)
+                result.handled += 1
+                if _move(box, item.uid, row):
+                    moved.append(row)
+        _mark_moved(engine, moved)
+        result.moved += len(moved)
     return result
 
 
 def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResult:
     """`mailbot poll --once`: the mailbox as it is now, then the outbox."""
-    with Mailbox(office.imap).open() as box:
-        result = drain(box, engine, config, office)
-        result.sent = deliver(engine, office, box)
+    deciders = Deciders(office)
+    try:
+        with Mailbox(office.imap).open() as box:
+            result = drain(box, engine, config, office, deciders)
+            result.sent = deliver(engine, office, box)
+    finally:
+        deciders.close()
     return result
 
 

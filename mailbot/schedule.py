@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from . import codes, letters, store, tongbao
+from . import codes, digest, letters, store, tongbao
 from .config import OfficeConfig, Schedule
 from .models import Message, Outgoing, Submission, utcnow
 from .obligations import (LATE, MISSING, REJECTED, Standing, days_late, deadline, deadline_day, parse_period,
@@ -30,7 +30,7 @@ from .workdays import next_workday, previous_workday
 
 log = logging.getLogger("mailbot.schedule")
 
-REMINDER, NOTICE, TONGBAO = "reminder", "notice", "tongbao"
+REMINDER, NOTICE, TONGBAO, DIGEST, WEEKLY = "reminder", "notice", "tongbao", "digest", "weekly"
 UNFILED = (MISSING, REJECTED)
 MAX_PROBLEMS = 5
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -99,7 +99,12 @@ def due(office: OfficeConfig, now: dt.datetime, standings: dict[str, dict[str, S
                 send_at(notice_date(period, sched), sched, tz) <= now < \
                 send_at(notice_date(shift_period(period, 1), sched), sched, tz):
             out.append(Due(TONGBAO, period, f"tongbao:{period}"))
+            out.append(Due(DIGEST, period, f"digest:{period}"))
             out += [Due(NOTICE, period, f"notice:{d}:{period}", d) for d in unfiled]
+    if sched.weekly_digest_day and watching_since is not None:
+        anchor = digest.week_window(office, now)[2]
+        if watching_since < send_at(anchor, sched, tz) <= now:  # not a week mailbot did not watch
+            out.append(Due(WEEKLY, period_of(now, tz), digest.weekly_key(office, now)))
     return out
 
 
@@ -226,6 +231,14 @@ def tick(engine: Engine, office: OfficeConfig, now: dt.datetime, *, dry_run: boo
     blank = build_template(office.office.name, office.office.address, office.schedule.deadline_day) if todo else b""
     done: list[Queued] = []
     for item in todo:
+        if item.kind in (DIGEST, WEEKLY):  # built and queued (idempotently) by the digest module
+            if dry_run:
+                done.append(Queued(item.kind, item.period, item.key, None, tuple(office.recipients.digest), ""))
+            elif (digest.queue_monthly(engine, office, item.period, now) if item.kind == DIGEST
+                  else digest.queue_weekly(engine, office, now)):
+                log.info("queued %s for the office (%s)", item.kind, item.period)
+                done.append(Queued(item.kind, item.period, item.key, None, tuple(office.recipients.digest), ""))
+            continue
         if item.kind == TONGBAO:
             if not office.recipients.digest:
                 if (office.id, item.period) not in _warned:  # once, not every minute for a month

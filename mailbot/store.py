@@ -12,7 +12,7 @@ from typing import Iterator
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -97,20 +97,26 @@ def same_message(session: Session, office: str, message_id: str, sha256: str) ->
     """The first handled copy of a mail: same Message-ID and the same bytes."""
     return session.exec(select(Message).where(
         Message.office == office, Message.message_id == message_id, Message.sha256 == sha256,
-        Message.status != "duplicate").order_by(Message.id)).scalars().first()
+        Message.status != "duplicate").order_by(Message.id).limit(1)).scalars().first()
 
 
 def in_force(session: Session, office: str, department_id: str, period: str) -> Submission | None:
     """The accepted submission that counts: the newest accepted version."""
     return session.exec(select(Submission).where(
         Submission.office == office, Submission.department_id == department_id,
-        Submission.period == period, Submission.accepted.is_(True)).order_by(Submission.id.desc())).scalars().first()
+        Submission.period == period, Submission.accepted.is_(True)).order_by(Submission.id.desc()).limit(1)).scalars().first()
 
 
 def submissions_for(session: Session, office: str, department_id: str, period: str) -> list[Submission]:
     return list(session.exec(select(Submission).where(
         Submission.office == office, Submission.department_id == department_id,
         Submission.period == period).order_by(Submission.id)).scalars().all())
+
+
+def count_submissions(session: Session, office: str, department_id: str, period: str) -> int:
+    return session.exec(select(func.count(Submission.id)).where(
+        Submission.office == office, Submission.department_id == department_id,
+        Submission.period == period)).one()[0]
 
 
 def rows_of(session: Session, submission_id: int) -> list[Row]:

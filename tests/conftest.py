@@ -70,7 +70,9 @@ def setup(mailbox_account, smtp_server, tmp_var, monkeypatch, request):
     Mark a test `@pytest.mark.config(key=value)` to override top-level config keys."""
     monkeypatch.setenv("TEST_IMAP_PASSWORD", mailbox_account.password)
     marker = request.node.get_closest_marker("config")
-    data = factory.config_dict(mailbox_account, smtp_server, tmp_var, **(marker.kwargs if marker else {}))
+    keys = dict(marker.kwargs) if marker else {}
+    keys["limits"] = {"workers": 0, **keys.get("limits", {})}  # decide in-process: fast; tests/test_workers.py covers the pool
+    data = factory.config_dict(mailbox_account, smtp_server, tmp_var, **keys)
     cfg = config_mod.parse(data)
     engine = runner.open_store(cfg)
 

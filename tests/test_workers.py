@@ -1,0 +1,66 @@
+"""Deciding in worker processes: same answers as in-process, and a crashing or hanging parser
+costs one message (quarantined), never the daemon nor the messages around it."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from mailbot import config as config_mod, intake
+from mailbot.mailbox import Fetched
+from mailbot.workers import Deciders
+from tests import factory
+
+MAIL = Path(__file__).parent / "data" / "mail"
+
+
+def _office(tmp_var, **limits):
+    class Account:
+        port, user = 143, "office@example.test"
+
+    class Smtp:
+        port = 25
+
+    return config_mod.parse(factory.config_dict(Account, Smtp, tmp_var, limits=limits)).office()
+
+
+def _items(raws):
+    return [Fetched("INBOX", 1, i, raw, factory.ON_TIME) for i, raw in enumerate(raws)]
+
+
+def _summary(decision):
+    return (decision.status, decision.kind, decision.reason, decision.filename, decision.period,
+            [(p.code, p.row, p.column) for p in decision.problems])
+
+
+def test_workers_decide_exactly_as_the_daemon_would(tmp_var):
+    raws = [p.read_bytes() for p in sorted(MAIL.glob("*.eml"))] + [factory.mail()]
+    office = _office(tmp_var, workers=2)
+    deciders = Deciders(office)
+    try:
+        pooled = deciders.decide(_items(raws))
+    finally:
+        deciders.close()
+    inline = [intake.decide(office, raw, factory.ON_TIME) for raw in raws]
+    assert [_summary(d) for d in pooled] == [_summary(d) for d in inline]
+    assert {d.status for d in pooled} >= {"accepted", "rejected", "ignored", "quarantined"}
+
+
+@pytest.mark.parametrize("fault, reason", [("MAILBOT_CRASH_AT", "worker_died"), ("MAILBOT_HANG_AT", "timeout")])
+def test_a_worker_that_dies_or_hangs_costs_only_its_own_message(tmp_var, monkeypatch, fault, reason):
+    monkeypatch.setenv(fault, "in_decide")
+    monkeypatch.setenv("MAILBOT_FAULT_MARK", "poison-pill")
+    raws = [factory.mail(message_id=f"<m{i}@example.gov.cn>") for i in range(3)]
+    raws.insert(1, factory.mail(message_id="<poison-pill@example.gov.cn>"))
+    deciders = Deciders(_office(tmp_var, workers=2, seconds_per_message=5))
+    try:
+        started = dt.datetime.now()
+        decisions = deciders.decide(_items(raws))
+        again = deciders.decide(_items([factory.mail(message_id="<after@example.gov.cn>")]))
+    finally:
+        deciders.close()
+    assert [d.status for d in decisions] == ["accepted", "quarantined", "accepted", "accepted"]
+    assert decisions[1].reason == reason and decisions[1].mail.message_id == "poison-pill@example.gov.cn"
+    assert again[0].status == "accepted"  # the pool was rebuilt
+    assert dt.datetime.now() - started < dt.timedelta(seconds=60)
