@@ -144,6 +144,55 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .demo import run
+
+    return run(Path(args.keep) if args.keep else None)
+
+
+def cmd_config_check(args) -> int:
+    from rich.console import Console
+
+    from .preflight import run
+
+    checks = run(_load(args), connect=args.connect)
+    console = Console()
+    for check in checks:
+        mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
+        console.print(f"{mark} {check.what}：{check.detail}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_import(args) -> int:
+    from .replay import import_dir
+    from .runner import open_store
+
+    cfg = _load(args)
+    counts = import_dir(open_store(cfg), cfg, _office(args, cfg), Path(args.dir), receipts=args.send_receipts)
+    print(", ".join(f"{status}: {n}" for status, n in sorted(counts.items())) or "no .eml files found")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from .codes import mask_ids
+    from .replay import replay
+    from .runner import deliver, open_store
+
+    cfg = _load(args)
+    office = _office(args, cfg)
+    engine = open_store(cfg)
+    original, decision, committed = replay(engine, cfg, office, args.message_id, dry_run=args.dry_run, force=args.force)
+    _print_json({
+        "message_id": original.message_id, "stored": {"status": original.status, "reason": original.reason},
+        "now": {"status": decision.status, "reason": decision.reason, "period": decision.period or None,
+                "problems": [{**p.as_dict(), "message": mask_ids(p.message)} for p in decision.problems]},
+        "committed": committed is not None,
+    })
+    if committed is not None:
+        deliver(engine, office)
+    return 0
+
+
 def _period_or_year(value: str) -> str:
     if len(value) == 4 and value.isdigit():
         return value
@@ -163,41 +212,64 @@ def _period(value: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailbot", description="县信用办情况清单邮件收件系统 (credit office checklist mail bot)")
-    parser.add_argument("--config", help="config file (default: $MAILBOT_CONFIG)")
-    parser.add_argument("--office", help="office id, when the config has several")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common = argparse.ArgumentParser(add_help=False)  # the same options after the command too
+    for p in (parser, common):
+        default = {} if p is parser else {"default": argparse.SUPPRESS}
+        p.add_argument("--config", help="config file (default: $MAILBOT_CONFIG)", **default)
+        p.add_argument("--office", help="office id, when the config has several", **default)
+        p.add_argument("-v", "--verbose", action="store_true", help="debug logging", **default)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="the daemon (foreground)")
+    def add(name: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    p = add("run", help="the daemon (foreground)")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("poll", help="process what is in the mailbox now, deliver the outbox, exit")
+    p = add("poll", help="process what is in the mailbox now, deliver the outbox, exit")
     p.add_argument("--once", action="store_true", required=True)
     p.set_defaults(func=cmd_poll)
-    p = sub.add_parser("check", help="read and validate one checklist file offline")
+    p = add("check", help="read and validate one checklist file offline")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
-    p = sub.add_parser("template", help="write the official blank template")
+    p = add("template", help="write the official blank template")
     p.add_argument("out")
     p.set_defaults(func=cmd_template)
-    p = sub.add_parser("status", help="who filed, who is late, who is missing")
+    p = add("status", help="who filed, who is late, who is missing")
     p.add_argument("--period", type=_period)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("tick", help="run the scheduled work (reminders, notices, 通报) as of a time, deliver, exit")
+    p = add("tick", help="run the scheduled work (reminders, notices, 通报) as of a time, deliver, exit")
     p.add_argument("--at", type=_instant, help="ISO date-time (default: now); without an offset it is office time")
     p.add_argument("--dry-run", action="store_true", help="print what would be queued; queue and send nothing")
     p.set_defaults(func=cmd_tick)
-    p = sub.add_parser("digest", help="the monthly digest: workbook (and 通报 draft) into --out; mail it with --send")
+    p = add("digest", help="the monthly digest: workbook (and 通报 draft) into --out; mail it with --send")
     p.add_argument("--period", type=_period, help="YYYY-MM (default: the current month)")
     p.add_argument("--out", default=".", help="directory for the files (default: current directory)")
     p.add_argument("--send", action="store_true", help="also queue the digest mail to recipients.digest and deliver")
     p.set_defaults(func=cmd_digest)
-    p = sub.add_parser("export", help="every row in force for a month or a year, for the city platform")
+    p = add("export", help="every row in force for a month or a year, for the city platform")
     p.add_argument("--period", type=_period_or_year, required=True, help="YYYY-MM, or YYYY for the whole year")
     p.add_argument("--format", choices=("xlsx", "csv"), default="xlsx")
     p.add_argument("--out", type=Path, help="output file (default: 情况清单导出_<period>.<format>)")
     p.set_defaults(func=cmd_export)
+    p = add("demo", help="the whole loop on this machine, no mail account needed")
+    p.add_argument("--keep", metavar="DIR", help="keep the demo's files (database, digest, 通报) in DIR")
+    p.set_defaults(func=cmd_demo)
+    p = add("config", help="configuration tools")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    c = csub.add_parser("check", parents=[common], help="validate the config; with --connect also log in to IMAP and SMTP")
+    c.add_argument("--connect", action="store_true")
+    c.set_defaults(func=cmd_config_check)
+    p = add("import", help="ingest a folder of exported .eml files (no receipts unless asked)")
+    p.add_argument("dir")
+    p.add_argument("--send-receipts", action="store_true", help="answer each imported mail as if it just arrived")
+    p.set_defaults(func=cmd_import)
+    p = add("replay", help="run an archived message through the current rules")
+    p.add_argument("message_id")
+    p.add_argument("--dry-run", action="store_true", help="only show what would be decided now")
+    p.add_argument("--force", action="store_true", help="also replay a message that was not quarantined")
+    p.set_defaults(func=cmd_replay)
     return parser
 
 

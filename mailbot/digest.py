@@ -409,6 +409,16 @@ def queue_weekly(engine: Engine, office: OfficeConfig, now: dt.datetime) -> bool
 
 # --- `mailbot digest` -----------------------------------------------------------------------------
 
+def write_files(built: Monthly, out_dir: Path) -> list[Path]:
+    """The digest workbook (and the 通报 draft, when there is one) written into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data, _mimetype in built.files:
+        paths.append(out_dir / name)
+        paths[-1].write_bytes(data)
+    return paths
+
+
 def command(engine: Engine, office: OfficeConfig, period: str | None, out_dir: Path, send: bool,
             now: dt.datetime | None = None, out=print) -> int:
     """Write the workbook (and the 通报 draft) into `out_dir` and print their paths; with `send`,
@@ -419,10 +429,7 @@ def command(engine: Engine, office: OfficeConfig, period: str | None, out_dir: P
         out("mailbot digest: recipients.digest is not configured; nothing sent")
         return 1
     built = build_monthly(engine, office, period, now)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, data, _mimetype in built.files:
-        path = out_dir / name
-        path.write_bytes(data)
+    for path in write_files(built, out_dir):
         out(str(path))
     if send:
         from . import runner

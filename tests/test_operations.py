@@ -132,3 +132,25 @@ def test_refused_login_alerts_at_once(setup):
     assert alert.key == "alert:down:2026-11-26T02:00:00+00:00"
     setup.poll()
     assert "授权码" in setup.smtp.messages[0].message.get_body(("plain",)).get_content()
+
+
+# --- the same through the command line -------------------------------------------------------
+
+def test_operations_from_the_command_line(setup, tmp_path, capsys):
+    import json
+
+    from mailbot.cli import main
+    base = ["--config", str(setup.config_path)]
+    assert main(base + ["config", "check", "--connect"]) == 0
+    assert "登录成功" in capsys.readouterr().out
+
+    exported = tmp_path / "old"
+    exported.mkdir()
+    (exported / "a.eml").write_bytes(factory.mail(message_id="<cli-old@example.gov.cn>"))
+    assert main(["import", str(exported)] + base) == 0  # options may follow the command too
+    assert capsys.readouterr().out.strip() == "accepted: 1"
+
+    assert main(base + ["replay", "<cli-old@example.gov.cn>", "--dry-run"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["stored"]["status"] == "accepted" and shown["now"]["status"] == "accepted" and not shown["committed"]
+    assert main(base + ["replay", "nobody@example.gov.cn", "--dry-run"]) == 1
