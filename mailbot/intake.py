@@ -88,7 +88,7 @@ def decide(office: OfficeConfig, raw: bytes, arrived: dt.datetime, truncated: bo
         mail = message.parse(raw)
         return _decide(office, mail, arrived, truncated)
     except Exception as exc:  # anything unexpected: quarantine this one message, go on with the rest
-        log.exception("message %s: unexpected error; quarantined", mail.message_id if mail else "?")
+        log.exception("message=<%s> unexpected error; quarantined", mail.message_id if mail else "?")
         return Decision("quarantined", "error", reason=type(exc).__name__, mail=mail,
                         detail="".join(traceback.format_exception(exc))[-4000:])
 
@@ -241,7 +241,7 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
                 diff = changes(store.rows_of(session, replaced.id), rows)
         if decision.status in ("accepted", "rejected") and receipts:
             if _replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
-                log.warning("message %s: daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
+                log.warning("message=<%s> daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
                 row.reason = "reply_cap"
             else:
                 _queue_receipt(session, office, row, decision, submission, replaced, diff)
@@ -256,7 +256,7 @@ def _record_bounce(session, office: OfficeConfig, mail: message.Mail) -> None:
     for out in session.exec(select(Outgoing).where(Outgoing.office == office.id, Outgoing.message_id.in_(ids))).scalars():
         out.status = "bounced"
         out.last_error = (mail.diagnostic or letters.one_line(mail.subject))[:500]
-        log.warning("outbox %s: bounced (%s)", out.message_id, out.last_error)
+        log.warning("outbox=<%s> bounced: %s", out.message_id, out.last_error)
 
 
 def _replies_today(session, office: OfficeConfig, sender: str) -> int:

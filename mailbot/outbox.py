@@ -70,11 +70,11 @@ def _record(engine: Engine, mail_id: int, **changes) -> None:
 def _retry(engine: Engine, office: OfficeConfig, mail: Outgoing, error: str) -> None:
     attempts = mail.attempts + 1
     if attempts >= office.smtp.max_attempts:
-        log.error("outbox %s: giving up after %d attempts: %s", mail.message_id, attempts, error)
+        log.error("outbox=<%s> giving up after %d attempts: %s", mail.message_id, attempts, error)
         _record(engine, mail.id, attempts=attempts, status="failed", last_error=error)
         return
     delay = min(dt.timedelta(seconds=office.smtp.retry_base_seconds * 2 ** (attempts - 1)), MAX_BACKOFF)
-    log.warning("outbox %s: attempt %d failed (%s); retrying in %s", mail.message_id, attempts, error, delay)
+    log.warning("outbox=<%s> attempt %d failed (%s); retrying in %s", mail.message_id, attempts, error, delay)
     _record(engine, mail.id, attempts=attempts, last_error=error, next_attempt_at=utcnow() + delay)
 
 
@@ -115,7 +115,7 @@ def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None) -> int:
                 if 400 <= exc.smtp_code < 500:
                     _retry(engine, office, mail, error)
                     continue
-                log.error("outbox %s: refused permanently: %s", mail.message_id, error)
+                log.error("outbox=<%s> refused permanently: %s", mail.message_id, error)
                 _record(engine, mail.id, status="failed", attempts=mail.attempts + 1, last_error=error)
                 continue
             except (OSError, smtplib.SMTPException) as exc:
@@ -127,12 +127,12 @@ def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None) -> int:
             error = f"some recipients refused: {refused!r}" if refused else ""
             _record(engine, mail.id, status="sent", sent_at=utcnow(), attempts=mail.attempts + 1, last_error=error)
             sent += 1
-            log.info("outbox %s: sent %s to %s", mail.message_id, mail.kind, ", ".join(mail.recipients))
+            log.info("outbox=<%s> kind=%s sent to=%s", mail.message_id, mail.kind, ",".join(mail.recipients))
             if sent_copy is not None:
                 try:
                     sent_copy(mail.raw)
                 except Exception as exc:  # a missing Sent copy must not resend the mail
-                    log.warning("outbox %s: could not append to the Sent folder: %s", mail.message_id, exc)
+                    log.warning("outbox=<%s> could not append to the Sent folder: %s", mail.message_id, exc)
     finally:
         try:
             smtp.quit()

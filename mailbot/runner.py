@@ -45,7 +45,7 @@ def _move(box: Mailbox, uid: int, message: Message) -> bool:
     except NETWORK_ERRORS:
         raise
     except Exception as exc:  # the outcome is committed; the next poll retries the move
-        log.error("message %s (uid %s): move to %s failed: %s", message.message_id, uid, message.destination, exc)
+        log.error("message=<%s> uid=%s move to %s failed: %s", message.message_id, uid, message.destination, exc)
         return False
     faults.crash_point("after_move")
     return True
@@ -81,7 +81,8 @@ def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, de
                     break
                 faults.crash_point("after_fetch")
                 row = intake.handle(engine, office, config.archive.dir, item, decision)
-                log.info("message %s (uid %s) from %s: %s %s", row.message_id, item.uid, row.sender, row.status, row.reason)
+                log.info("message=<%s> uid=%s from=%s status=%s reason=%s", row.message_id, item.uid, row.sender,
+                         row.status, row.reason or "-")
                 result.handled += 1
                 if _move(box, item.uid, row):
                     moved.append(row)

@@ -30,7 +30,7 @@ def _lost(office: OfficeConfig, item, exc: BaseException) -> intake.Decision:
         mail = message.parse(item.raw)
     except Exception:  # the parse may be what killed the worker
         mail = None
-    log.error("message %s (uid %s): %s in the worker; quarantined",
+    log.error("message=<%s> uid=%s %s in the worker; quarantined",
               mail.message_id if mail else "?", item.uid, reason)
     return intake.Decision("quarantined", "error", reason=reason, mail=mail,
                            detail=f"{reason}: the worker deciding this message {'hung' if reason == 'timeout' else 'died'}")
