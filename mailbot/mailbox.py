@@ -13,6 +13,7 @@ import time
 import re
 import select
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -99,6 +100,8 @@ class Mailbox:
         typ, data = self.box.client.response("UIDVALIDITY")
         self.uidvalidity = int(data[0]) if data and data[0] else int(
             self.box.folder.status(self.cfg.folder, ["UIDVALIDITY"])["UIDVALIDITY"])
+        for key in ("EXISTS", "RECENT"):  # counts of what is there now: the UID SEARCH that follows sees it
+            self.box.client.untagged_responses.pop(key, None)
         return self.uidvalidity
 
     def close(self) -> None:
@@ -176,12 +179,33 @@ class Mailbox:
 
         Returns True when the server said something (new mail, probably); the caller then polls.
         """
-        sock = self.box.client.sock
+        client = self.box.client
+        # mail that arrived during our last commands was announced in their responses, which
+        # imaplib kept aside; IDLE would not announce it again
+        if client.untagged_responses.pop("EXISTS", None) or client.untagged_responses.pop("RECENT", None):
+            return True
+        sock = client.sock
         self.box.idle.start()
         try:
-            if getattr(sock, "pending", lambda: 0)():
+            if self._buffered():
                 return True
             readable, _, _ = select.select([sock] + ([wake] if wake else []), [], [], seconds)
             return sock in readable
         finally:
             self.box.idle.stop()
+
+    def _buffered(self) -> bool:
+        """Has the server already said something that sits in a buffer select() cannot see
+        (imaplib's reader may have read past the IDLE continuation, TLS may hold a record)?"""
+        client = self.box.client
+        sock = client.sock
+        if getattr(sock, "pending", lambda: 0)():
+            return True
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+        try:
+            return bool(client.file.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError, OSError):
+            return False
+        finally:
+            sock.settimeout(timeout)

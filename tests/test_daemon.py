@@ -56,3 +56,23 @@ def test_daemon_reconnects_after_the_imap_server_restarts(daemon, mailbox_accoun
     assert {m.rcpt_tos for m in smtp_server.messages} == {("scjgj@example.gov.cn",), ("czj@example.gov.cn",)}
     assert daemon.poll() is None, "the daemon must survive a server restart"
     assert "poll failed" in daemon.log_path.read_text()
+
+
+@pytest.mark.slow
+def test_idle_never_misses_a_mail_that_arrives_between_commands(mailbox_account, smtp_server, tmp_var):
+    """With a 5-minute poll, only IDLE can wake the daemon: every mail, each sent as soon as
+    the previous receipt arrived, is still answered within seconds."""
+    data = factory.config_dict(mailbox_account, smtp_server, tmp_var, imap={"poll_seconds": 300},
+                               replies={"daily_cap_per_sender": 1000})
+    path = factory.write_config(tmp_var / "mailbot.yaml", data)
+    env = {**os.environ, "TEST_IMAP_PASSWORD": mailbox_account.password}
+    proc = subprocess.Popen([sys.executable, "-m", "mailbot", "--config", str(path), "run"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        assert _wait(lambda: mailbox_account.sessions())
+        for i in range(30):
+            mailbox_account.append(factory.mail(message_id=f"<idle{i}@example.gov.cn>"), date=factory.ON_TIME)
+            smtp_server.wait_for(i + 1, timeout=10)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

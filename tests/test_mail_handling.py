@@ -1,6 +1,7 @@
 """Mail handling that survives real mailboxes: every mail shape of tests/data/mail, end to end."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -316,3 +317,18 @@ def test_two_senders_at_once_never_send_a_mail_twice(setup):
         t.join()
     assert len(setup.smtp.messages) == 12
     assert len({m.message["Message-ID"] for m in setup.smtp.messages}) == 12
+
+
+def test_idle_wakes_for_mail_that_arrived_before_it_started(setup):
+    """Mail appended between our last command and IDLE is announced as IDLE starts; it may sit
+    in imaplib's buffer, where select() cannot see it: IDLE must still return at once."""
+    with Mailbox(setup.office.imap).open() as box:
+        assert box.pending() == []
+        for _ in range(5):
+            setup.account.append(factory.mail(), date=factory.ON_TIME)
+            started = time.monotonic()
+            assert box.idle(10) is True
+            assert time.monotonic() - started < 2
+            box.select()
+        assert len(box.pending()) == 5
+        assert box.idle(0.5) is False  # nothing new: it waits, and says so
