@@ -35,13 +35,6 @@ def connect(cfg: Smtp) -> smtplib.SMTP:
     return smtp
 
 
-def _due(engine: Engine, office: OfficeConfig, limit: int) -> list[Outgoing]:
-    with store.reading(engine) as session:
-        return list(session.exec(select(Outgoing).where(
-            Outgoing.office == office.id, Outgoing.status == "pending",
-            Outgoing.next_attempt_at <= utcnow()).order_by(Outgoing.id).limit(limit)).scalars().all())
-
-
 def _sent_last_minute(engine: Engine, office: OfficeConfig) -> int:
     with store.reading(engine) as session:
         return session.exec(select(func.count(Outgoing.id)).where(
@@ -49,15 +42,21 @@ def _sent_last_minute(engine: Engine, office: OfficeConfig) -> int:
             Outgoing.sent_at > utcnow() - dt.timedelta(minutes=1))).one()[0]
 
 
-def _claim(engine: Engine, mail: Outgoing) -> bool:
-    """Take `mail` for sending with a conditional UPDATE, so two senders (the daemon and a
-    `mailbot tick` beside it) never both send it; the claim is a lease on next_attempt_at."""
+def _claim(engine: Engine, office: OfficeConfig, limit: int) -> list[Outgoing]:
+    """Take up to `limit` due mails for sending, in one transaction, so two senders (the daemon
+    and a `mailbot tick` beside it) never both send one: the claim is a lease on next_attempt_at,
+    and the writers are serialised (BEGIN IMMEDIATE on SQLite, SKIP LOCKED on PostgreSQL)."""
     now = utcnow()
     with store.writing(engine) as session:
-        result = session.execute(update(Outgoing).where(
-            Outgoing.id == mail.id, Outgoing.status == "pending", Outgoing.next_attempt_at <= now,
-        ).values(next_attempt_at=now + LEASE))
-        return result.rowcount == 1
+        query = select(Outgoing).where(
+            Outgoing.office == office.id, Outgoing.status == "pending", Outgoing.next_attempt_at <= now,
+        ).order_by(Outgoing.id).limit(limit)
+        if engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        mails = list(session.exec(query).scalars().all())
+        for mail in mails:
+            mail.next_attempt_at = now + LEASE
+    return mails
 
 
 def _record(engine: Engine, mail_id: int, **changes) -> None:
@@ -86,7 +85,7 @@ def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None) -> int:
     budget = office.smtp.rate_per_minute - _sent_last_minute(engine, office)
     if budget <= 0:
         return 0
-    due = _due(engine, office, budget)
+    due = _claim(engine, office, budget)
     if not due:
         return 0
     sent = 0
@@ -98,8 +97,6 @@ def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None) -> int:
         return 0
     try:
         for mail in due:
-            if not _claim(engine, mail):
-                continue
             try:
                 refused = smtp.sendmail(office.office.address, mail.recipients, mail.raw)
             except smtplib.SMTPRecipientsRefused as exc:
