@@ -40,8 +40,7 @@ def cmd_run(args) -> int:
     from .runner import open_store
 
     cfg = _load(args)
-    office = _office(args, cfg)
-    daemon = Daemon(cfg, office, open_store(cfg))
+    daemon = Daemon(cfg, open_store(cfg), [_office(args, cfg)] if args.office else None)
     daemon.install_signals()
     daemon.run()
     return 0
@@ -130,6 +129,9 @@ def cmd_digest(args) -> int:
     from .runner import open_store
 
     cfg = _load(args)
+    if args.city:
+        from .city import command as city_command
+        return city_command(open_store(cfg), cfg, args.period, Path(args.out), args.send)
     office = _office(args, cfg)
     return command(open_store(cfg), office, args.period, Path(args.out), args.send)
 
@@ -247,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=_period, help="YYYY-MM (default: the current month)")
     p.add_argument("--out", default=".", help="directory for the files (default: current directory)")
     p.add_argument("--send", action="store_true", help="also queue the digest mail to recipients.digest and deliver")
+    p.add_argument("--city", action="store_true", help="the city digest across every office (config `city`)")
     p.set_defaults(func=cmd_digest)
     p = add("export", help="every row in force for a month or a year, for the city platform")
     p.add_argument("--period", type=_period_or_year, required=True, help="YYYY-MM, or YYYY for the whole year")

@@ -279,11 +279,21 @@ class OfficeConfig(_Model):
 
 
 _OFFICE_KEYS = set(OfficeConfig.model_fields)
+_SHARED_KEYS = {"database", "archive", "city"}
+
+
+class City(_Model):
+    """The city's credit office, which reads one digest across every county office served."""
+
+    name: str
+    recipients: list[Email] = Field(min_length=1)
+    send_from: str | None = None  # id of the office whose mailbox sends it (default: the first)
 
 
 class Config(_Model):
     database: Database = Database()
     archive: Archive = Archive()
+    city: City | None = None
     offices: list[OfficeConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -291,6 +301,8 @@ class Config(_Model):
         ids = [o.id for o in self.offices]
         if len(set(ids)) != len(ids):
             raise ValueError("offices: every office needs its own office.id")
+        if self.city and self.city.send_from and self.city.send_from not in ids:
+            raise ValueError(f"city.send_from: no office with id {self.city.send_from!r}")
         return self
 
     def office(self, office_id: str | None = None) -> OfficeConfig:
@@ -320,9 +332,9 @@ def parse(data: object) -> Config:
         raise ConfigError(["(top level): expected a mapping of keys (office, imap, smtp, departments, ...)"])
     single = "offices" not in data
     if single:
-        shared = {k: data[k] for k in ("database", "archive") if k in data}
-        unknown = set(data) - _OFFICE_KEYS - {"database", "archive"}
-        rest = {k: v for k, v in data.items() if k not in ("database", "archive")}
+        shared = {k: data[k] for k in _SHARED_KEYS if k in data}
+        unknown = set(data) - _OFFICE_KEYS - _SHARED_KEYS
+        rest = {k: v for k, v in data.items() if k not in _SHARED_KEYS}
         doc = {**shared, "offices": [rest]}
         if unknown:
             raise ConfigError([f"{k}: unknown key" for k in sorted(unknown)])

@@ -1,8 +1,10 @@
 """`mailbot run`: poll, handle, deliver, sleep only when idle; SIGTERM ends it between messages.
 
 A lost connection or an unreachable server is logged and retried with backoff, never fatal.
-Beside the poll loop, APScheduler fires one job a minute: the schedule's idempotent tick
-(reminders, notices, 通报), then delivery. Only one daemon may run against a database.
+Each office has its own loop thread; beside them APScheduler fires one job a minute: the
+schedule's idempotent tick (reminders, notices, 通报), after which the loops deliver. On
+SQLite only one daemon may run against a database (a file lock); on PostgreSQL several may,
+and each office is polled by the one holding its lease.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from . import runner, schedule
+from . import runner, schedule, store
 from .health import Health
 from .workers import Deciders
 from .config import Config, OfficeConfig
@@ -32,6 +34,7 @@ from .models import utcnow
 log = logging.getLogger("mailbot.daemon")
 MAX_BACKOFF_SECONDS = 300
 TICK_SECONDS = 60
+LEASE_RETRY_SECONDS = 20  # a standby daemon takes an office over within this (plus one poll)
 
 
 class AlreadyRunning(MailbotError):
@@ -44,9 +47,7 @@ def exclusive(engine: Engine) -> Iterator[None]:
 
     The lock dies with the process (no stale lock file to clean up after a crash)."""
     url = engine.url
-    if url.get_backend_name() != "sqlite":
-        # TODO(postgres): hold pg_try_advisory_lock(<office-wide key>) on a dedicated connection here.
-        log.warning("no single-daemon lock for %s databases yet; run only one mailbot", url.get_backend_name())
+    if url.get_backend_name() != "sqlite":  # several daemons may share it: each office has a Lease
         yield
         return
     if not url.database or url.database == ":memory:":
@@ -68,53 +69,46 @@ def exclusive(engine: Engine) -> Iterator[None]:
         os.close(fd)
 
 
-class Daemon:
-    def __init__(self, config: Config, office: OfficeConfig, engine: Engine):
-        self.config, self.office, self.engine = config, office, engine
-        self.stopping = threading.Event()
+class OfficeLoop:
+    """One office's mailbox: poll, handle, deliver, sleep until IDLE or a tick wakes it.
+
+    Polls only while it holds the office's lease: with several daemons on PostgreSQL exactly
+    one polls each office, and another takes over within a minute if that one dies.
+    """
+
+    def __init__(self, daemon: "Daemon", office: OfficeConfig):
+        self.daemon, self.office = daemon, office
+        self.engine, self.config, self.stopping = daemon.engine, daemon.config, daemon.stopping
         self.box: Mailbox | None = None
         self.failures = 0
         self._wake_r, self._wake_w = socket.socketpair()  # wakes the loop's wait: to stop, or to deliver
         self._wake_r.setblocking(False)
-        self.scheduler: BackgroundScheduler | None = None
-        self.health = Health(engine, office)
-        self.deciders = Deciders(office)
+        self.health = Health(self.engine, office)
+        self.lease = store.Lease(self.engine, office.id)
+        self.holding = False
 
     def scheduled(self) -> None:
         """The tick job: queue what the schedule says is due and wake the loop, which delivers
         (all sending happens in the loop's thread, with its IMAP session for the Sent copy)."""
+        if not self.holding:
+            return
         try:
             if schedule.tick(self.engine, self.office, utcnow()):  # logs each mail it queues
-                self._nudge(b"t")
+                self.nudge(b"t")
         except Exception as exc:  # the next tick retries; nothing is lost, it is all in the database
-            log.error("scheduled tick failed (%s: %s)", type(exc).__name__, exc, exc_info=True)
+            log.error("office=%s scheduled tick failed (%s: %s)", self.office.id, type(exc).__name__, exc, exc_info=True)
 
-    def _nudge(self, why: bytes) -> None:
+    def nudge(self, why: bytes) -> None:
         try:
             self._wake_w.send(why)
         except OSError:
             pass
 
-    def start_scheduler(self) -> BackgroundScheduler:
-        self.scheduler = BackgroundScheduler(timezone=self.office.office.tz)
-        self.scheduler.add_job(self.scheduled, "interval", seconds=TICK_SECONDS, id="tick", next_run_time=utcnow(),
-                               coalesce=True, max_instances=1, misfire_grace_time=TICK_SECONDS)
-        self.scheduler.start()
-        return self.scheduler
-
-    def stop(self, *_args) -> None:
-        log.info("stop requested: finishing the current message")
-        self.stopping.set()
-        self._nudge(b"x")
-
-    def install_signals(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-
     def _session(self) -> Mailbox:
         if self.box is None:
             self.box = Mailbox(self.office.imap).open()
-            log.info("connected to %s as %s (ID sent: %s)", self.office.imap.host, self.office.imap.user, self.box.id_sent)
+            log.info("office=%s connected to %s as %s (ID sent: %s)", self.office.id, self.office.imap.host,
+                     self.office.imap.user, self.box.id_sent)
         return self.box
 
     def _drop_session(self) -> None:
@@ -126,10 +120,11 @@ class Daemon:
         """One pass: drain the mailbox and deliver the outbox."""
         box = self._session()
         box.select()
-        result = runner.drain(box, self.engine, self.config, self.office, self.deciders, stop=self.stopping.is_set)
+        result = runner.drain(box, self.engine, self.config, self.office, self.daemon.deciders,
+                              stop=self.stopping.is_set)
         sent = runner.deliver(self.engine, self.office, box)
         if result.handled or sent:
-            log.info("handled %d message(s), sent %d mail(s)", result.handled, sent)
+            log.info("office=%s handled %d message(s), sent %d mail(s)", self.office.id, result.handled, sent)
 
     def _alert(self, exc: Exception) -> None:
         """Tell the office when polling has failed for too long (the SMTP side may still work)."""
@@ -137,7 +132,8 @@ class Daemon:
             self.health.failed(exc)
             runner.deliver(self.engine, self.office)  # SMTP may work while IMAP does not
         except Exception as inner:  # it is all queued in the database; the next attempt sends it
-            log.warning("could not deliver while the mailbox is down (%s: %s)", type(inner).__name__, inner)
+            log.warning("office=%s could not deliver while the mailbox is down (%s: %s)",
+                        self.office.id, type(inner).__name__, inner)
 
     def wait(self, seconds: float | None = None, idle: bool = True) -> None:
         """Sleep until the next poll, woken early by IDLE where offered, by a tick or by stop."""
@@ -152,19 +148,27 @@ class Daemon:
         except BlockingIOError:
             pass
 
-    def run(self) -> None:
-        with exclusive(self.engine):
-            self.start_scheduler()
-            try:
-                self._loop()
-            finally:
-                self.scheduler.shutdown(wait=True)
-                self.deciders.close()
-        log.info("mailbot stopped")
+    def _claim(self) -> bool:
+        """Hold the office's lease, or learn that another daemon does."""
+        try:
+            holding = self.lease.acquire()
+        except Exception as exc:  # the database is unreachable: nobody may poll
+            log.warning("office=%s cannot reach the database for the lease (%s)", self.office.id, exc)
+            holding = False
+        if holding != self.holding:
+            log.info("office=%s %s", self.office.id, "taken: this daemon polls it" if holding
+                     else "held by another daemon: standing by")
+            self.holding = holding
+            if not holding:
+                self._drop_session()
+        return holding
 
-    def _loop(self) -> None:
-        log.info("mailbot running for office %s (%s)", self.office.id, self.office.office.address)
+    def run(self) -> None:
+        log.info("office=%s mailbot running (%s)", self.office.id, self.office.office.address)
         while not self.stopping.is_set():
+            if not self._claim():
+                self.wait(LEASE_RETRY_SECONDS, idle=False)
+                continue
             try:
                 self.cycle()
                 self.failures = 0
@@ -175,10 +179,62 @@ class Daemon:
                 self.failures += 1
                 delay = min(self.office.imap.poll_seconds * 2 ** (self.failures - 1), MAX_BACKOFF_SECONDS)
                 expected = isinstance(exc, (*runner.NETWORK_ERRORS, OperationalError))
-                log.log(logging.WARNING if expected else logging.ERROR, "poll failed (%s: %s); retrying in %.0f s",
+                log.log(logging.WARNING if expected else logging.ERROR,
+                        "office=%s poll failed (%s: %s); retrying in %.0f s", self.office.id,
                         type(exc).__name__, exc, delay, exc_info=not expected)
                 self._drop_session()
                 self._alert(exc)
                 if not self.stopping.is_set():
                     self.wait(delay, idle=False)
         self._drop_session()
+        self.lease.release()
+
+
+class Daemon:
+    """`mailbot run`: one loop thread per office, one scheduler, one pool of deciding workers."""
+
+    def __init__(self, config: Config, engine: Engine, offices: list[OfficeConfig] | None = None):
+        self.config, self.engine = config, engine
+        self.offices = offices or config.offices
+        self.stopping = threading.Event()
+        self.deciders = Deciders(max(self.offices, key=lambda o: o.limits.workers))
+        self.loops = [OfficeLoop(self, office) for office in self.offices]
+        self.scheduler: BackgroundScheduler | None = None
+
+    def scheduled(self) -> None:
+        for loop in self.loops:
+            loop.scheduled()
+
+    def start_scheduler(self) -> BackgroundScheduler:
+        self.scheduler = BackgroundScheduler(timezone=self.offices[0].office.tz)
+        self.scheduler.add_job(self.scheduled, "interval", seconds=TICK_SECONDS, id="tick", next_run_time=utcnow(),
+                               coalesce=True, max_instances=1, misfire_grace_time=TICK_SECONDS)
+        self.scheduler.start()
+        return self.scheduler
+
+    def stop(self, *_args) -> None:
+        log.info("stop requested: finishing the current message")
+        self.stopping.set()
+        for loop in self.loops:
+            loop.nudge(b"x")
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self) -> None:
+        with exclusive(self.engine):
+            threads = [threading.Thread(target=loop.run, name=f"office-{loop.office.id}", daemon=True)
+                       for loop in self.loops]
+            self.start_scheduler()
+            try:
+                for thread in threads:
+                    thread.start()
+                while any(t.is_alive() for t in threads):
+                    for thread in threads:
+                        thread.join(timeout=0.5)
+            finally:
+                self.stopping.set()
+                self.scheduler.shutdown(wait=True)
+                self.deciders.close()
+        log.info("mailbot stopped")

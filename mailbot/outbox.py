@@ -20,7 +20,7 @@ from .models import Outgoing, utcnow
 
 log = logging.getLogger("mailbot.outbox")
 MAX_BACKOFF = dt.timedelta(hours=6)
-LEASE = dt.timedelta(minutes=10)  # a claimed mail not marked sent by then (the sender died) is due again
+CLAIM_BATCH = 5  # mails claimed at a time: what a sender that dies leaves waiting for its lease
 
 
 def connect(cfg: Smtp) -> smtplib.SMTP:
@@ -47,15 +47,18 @@ def _claim(engine: Engine, office: OfficeConfig, limit: int) -> list[Outgoing]:
     and a `mailbot tick` beside it) never both send one: the claim is a lease on next_attempt_at,
     and the writers are serialised (BEGIN IMMEDIATE on SQLite, SKIP LOCKED on PostgreSQL)."""
     now = utcnow()
+    # long enough to send the whole batch at the worst SMTP timeout, so no one else takes a mail
+    # still being sent; a claimed mail not marked sent by then (its sender died) is due again
+    lease = dt.timedelta(seconds=CLAIM_BATCH * office.smtp.timeout_seconds + 30)
     with store.writing(engine) as session:
         query = select(Outgoing).where(
             Outgoing.office == office.id, Outgoing.status == "pending", Outgoing.next_attempt_at <= now,
-        ).order_by(Outgoing.id).limit(limit)
+        ).order_by(Outgoing.id).limit(min(limit, CLAIM_BATCH))
         if engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         mails = list(session.exec(query).scalars().all())
         for mail in mails:
-            mail.next_attempt_at = now + LEASE
+            mail.next_attempt_at = now + lease
     return mails
 
 

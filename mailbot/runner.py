@@ -76,7 +76,7 @@ def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, de
             large = [u for u in todo if sizes.get(u, 0) > office.limits.max_message_bytes]
             fetched = [_oversized(box, u) for u in large] + list(box.fetch([u for u in todo if u not in large]))
             fetched.sort(key=lambda f: f.uid)
-            for item, decision in zip(fetched, deciders.decide(fetched)):
+            for item, decision in zip(fetched, deciders.decide(office, fetched)):
                 if stop():
                     break
                 faults.crash_point("after_fetch")

@@ -61,7 +61,8 @@ def play(config: Config, root: Path, sent: list, console: Console, period: str |
                                                         for d in office.departments]})
     config = config.model_copy(update={"offices": [office]})
     engine = store.connect(config.database.url)
-    daemon = Daemon(config, office, engine)
+    daemon = Daemon(config, engine)
+    loop = daemon.loops[0]
 
     events = [(when, "mail", (sender, subject, att)) for when, sender, subject, att in demo.month_of_mail(period)]
     for day in sorted(set(office.schedule.reminder_days) | {office.schedule.notice_day}):
@@ -76,11 +77,11 @@ def play(config: Config, root: Path, sent: list, console: Console, period: str |
             console.print(f"[yellow]{when:%m月%d日 %H:%M}[/yellow] 收到 {sender} 的邮件“{subject}”"
                           + (f"，附件“{att[0]}”" if att else ""))
             _append(office, demo._mail(sender, subject, when, att, n), when)
-            daemon.cycle()
+            loop.cycle()
         else:
             console.print(f"[yellow]{when:%m月%d日 %H:%M}[/yellow] 定时任务运行")
             schedule.tick(engine, office, when)
-            daemon.cycle()
+            loop.cycle()
         _show_mail(console, sent, start, when)
 
     daemon.deciders.close()

@@ -98,8 +98,9 @@ def due(office: OfficeConfig, now: dt.datetime, standings: dict[str, dict[str, S
         elif watching_since is not None and watching_since < deadline(period, sched, tz) and \
                 send_at(notice_date(period, sched), sched, tz) <= now < \
                 send_at(notice_date(shift_period(period, 1), sched), sched, tz):
-            out.append(Due(TONGBAO, period, f"tongbao:{period}"))
-            out.append(Due(DIGEST, period, f"digest:{period}"))
+            if by_dept:  # a period nobody owed has nothing to report
+                out.append(Due(TONGBAO, period, f"tongbao:{period}"))
+                out.append(Due(DIGEST, period, f"digest:{period}"))
             out += [Due(NOTICE, period, f"notice:{d}:{period}", d) for d in unfiled]
     if sched.weekly_digest_day and watching_since is not None:
         anchor = digest.week_window(office, now)[2]

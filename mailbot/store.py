@@ -7,13 +7,15 @@ transactions that start with BEGIN IMMEDIATE so two writers queue instead of fai
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from pathlib import Path
 from typing import Iterator
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from .models import Message, Outgoing, Row, Submission
@@ -132,3 +134,66 @@ def enqueue(session: Session, mail: Outgoing) -> bool:
     session.add(mail)
     session.flush()
     return True
+
+
+class Lease:
+    """The right to poll one office's mailbox, so that of several daemons exactly one does.
+
+    On PostgreSQL: an advisory lock held on a connection of its own; if the holder dies, the
+    server drops the connection and the lock with it, and another daemon's next `acquire`
+    takes the office over. On SQLite only one daemon runs at all (a file lock), so it is
+    always granted.
+    """
+
+    def __init__(self, engine: Engine, office_id: str):
+        self.engine = engine
+        self.office_id = office_id
+        digest = hashlib.blake2b(f"mailbot:{office_id}".encode(), digest_size=8).digest()
+        self.key = int.from_bytes(digest, "big", signed=True)
+        self.conn = None
+
+    @property
+    def shared(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def acquire(self) -> bool:
+        if not self.shared:
+            return True
+        if self.held():
+            return True
+        self.release()
+        # a connection outside the pool: held for as long as the office is ours
+        conn = create_engine(self.engine.url, poolclass=NullPool).connect()
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar()
+            conn.commit()
+        except Exception:
+            conn.close()
+            raise
+        if got:
+            self.conn = conn
+        else:
+            conn.close()
+        return bool(got)
+
+    def held(self) -> bool:
+        """Still ours? (the lock connection may have died with a database restart)."""
+        if not self.shared:
+            return True
+        if self.conn is None:
+            return False
+        try:
+            self.conn.execute(text("SELECT 1")).scalar()
+            self.conn.commit()
+            return True
+        except Exception:
+            self.release()
+            return False
+
+    def release(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()  # closing the session releases its advisory locks
+            except Exception:
+                pass
+            self.conn = None

@@ -5,9 +5,14 @@ code, memory) or hangs costs one message, which is quarantined, never the daemon
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
+import os
 import resource
+import signal
+import sys
+import threading
 from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -19,8 +24,15 @@ log = logging.getLogger("mailbot.workers")
 FAILURES = (BrokenProcessPool, FutureTimeout, CancelledError)
 
 
-def _limit_memory(max_bytes: int) -> None:
+def _start_worker(max_bytes: int, parent: int) -> None:
+    """Cap the worker's memory, and make it die with its parent: a daemon killed by SIGKILL
+    (kill -9, the OOM killer) would otherwise leave its workers running forever, holding
+    memory and the daemon's stdout/stderr open (whoever reads its log never sees the end)."""
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    if sys.platform.startswith("linux"):  # sent when the thread that started the worker ends: the loop's
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
 
 
 def _lost(office: OfficeConfig, item, exc: BaseException) -> intake.Decision:
@@ -37,56 +49,58 @@ def _lost(office: OfficeConfig, item, exc: BaseException) -> intake.Decision:
 
 
 class Deciders:
-    def __init__(self, office: OfficeConfig):
-        self.office = office
-        self.count = office.limits.workers
-        self.seconds = office.limits.seconds_per_message
-        self._pool: ProcessPoolExecutor | None = None
+    """One pool for the whole daemon, shared by every office's loop (each call says which office)."""
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.count, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_limit_memory, initargs=(self.office.limits.worker_memory_bytes,))
-        return self._pool
+    def __init__(self, office: OfficeConfig):
+        self.count = office.limits.workers
+        self.memory = office.limits.worker_memory_bytes
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()  # office loops share the pool; one of them may rebuild it
+
+    def _submit(self, office: OfficeConfig, item):
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    self.count, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_worker, initargs=(self.memory, os.getpid()))
+            return self._pool.submit(intake.decide, office, item.raw, item.arrived, item.truncated)
 
     def _reset(self) -> None:
         """Throw the pool away, killing a hung worker (the executor has no public way to)."""
-        if self._pool is not None:
-            for process in list(getattr(self._pool, "_processes", {}).values()):
-                process.kill()
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        with self._lock:
+            if self._pool is not None:
+                for process in list(getattr(self._pool, "_processes", {}).values()):
+                    process.kill()
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
 
-    def _submit(self, item):
-        return self._executor().submit(intake.decide, self.office, item.raw, item.arrived, item.truncated)
-
-    def decide(self, items: list) -> list[intake.Decision]:
+    def decide(self, office: OfficeConfig, items: list) -> list[intake.Decision]:
         """Decisions for `items`, in order. After a worker failure every unfinished item is
         decided again alone, so only the message that caused it is quarantined."""
         if self.count == 0:
-            return [intake.decide(self.office, i.raw, i.arrived, i.truncated) for i in items]
-        futures = [self._submit(item) for item in items]
+            return [intake.decide(office, i.raw, i.arrived, i.truncated) for i in items]
+        futures = [self._submit(office, item) for item in items]
         out: list[intake.Decision | None] = []
         for future in futures:
             try:
-                out.append(future.result(timeout=self.seconds))
+                out.append(future.result(timeout=office.limits.seconds_per_message))
             except FAILURES:
                 self._reset()
                 out.append(None)
         for index, decision in enumerate(out):
             if decision is None:
-                out[index] = self._alone(items[index])
+                out[index] = self._alone(office, items[index])
         return out
 
-    def _alone(self, item) -> intake.Decision:
+    def _alone(self, office: OfficeConfig, item) -> intake.Decision:
         try:
-            return self._submit(item).result(timeout=self.seconds)
+            return self._submit(office, item).result(timeout=office.limits.seconds_per_message)
         except FAILURES as exc:
             self._reset()
-            return _lost(self.office, item, exc)
+            return _lost(office, item, exc)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None

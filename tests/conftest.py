@@ -37,6 +37,19 @@ def dovecot_server():
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One private PostgreSQL for the session (initdb in a temp dir, loopback); each test takes
+    a fresh database with ``postgres_server.create_database(name)``."""
+    from tests.postgres import Postgres, binaries
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL tests need the server binaries: `apt-get install postgresql` (.ci/run does)")
+    server = Postgres(Path(tempfile.mkdtemp(prefix="mailbot-pg-"))).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def mailbox_account(dovecot_server):
     """A brand-new user (empty mailbox) on the session Dovecot: ``host``, ``port``, ``user``,

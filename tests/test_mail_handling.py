@@ -300,7 +300,7 @@ def test_two_senders_at_once_never_send_a_mail_twice(setup):
     """The daemon and a `mailbot tick` beside it both deliver: each mail is claimed by one."""
     import threading
 
-    from mailbot import outbox
+    from mailbot import runner
     for i in range(12):
         setup.account.append(factory.mail(message_id=f"<c{i}@example.gov.cn>"), date=factory.ON_TIME)
     setup.smtp.down()
@@ -310,7 +310,7 @@ def test_two_senders_at_once_never_send_a_mail_twice(setup):
         for out in s.exec(select(Outgoing)).scalars():
             out.next_attempt_at = out.created_at
     engines = [setup.engine, store.open_engine(setup.config.database.url)]
-    threads = [threading.Thread(target=outbox.deliver, args=(e, setup.office)) for e in engines]
+    threads = [threading.Thread(target=runner.deliver, args=(e, setup.office)) for e in engines]
     for t in threads:
         t.start()
     for t in threads:

@@ -456,7 +456,7 @@ def test_tick_command_rejects_a_bad_time(smtp_server, tmp_var, capsys):
 
 def test_daemon_scheduler_job_ticks_and_delivers(smtp_server, tmp_var, frozen):
     cfg = config_mod.parse(_config(NO_IMAP, smtp_server, tmp_var))
-    daemon = Daemon(cfg, cfg.office(), runner.open_store(cfg))
+    daemon = Daemon(cfg, runner.open_store(cfg))
     scheduler = daemon.start_scheduler()
     try:
         [job] = scheduler.get_jobs()
@@ -464,12 +464,20 @@ def test_daemon_scheduler_job_ticks_and_delivers(smtp_server, tmp_var, frozen):
     finally:
         scheduler.shutdown()
     frozen.move_to(at(2026, 11, 20, 9, 0, 30))
+    daemon.scheduled()  # a loop that does not hold its office's lease does not tick it
+    assert w_keys(daemon) == []
+    daemon.loops[0].holding = True  # as once its loop has taken the office
     daemon.scheduled()
     daemon.scheduled()
-    assert daemon._wake_r.recv(64) == b"t"  # the loop was woken once, to deliver what the first tick queued
+    assert daemon.loops[0]._wake_r.recv(64) == b"t"  # the loop was woken once, to deliver what the first tick queued
     assert smtp_server.messages == []  # the job only queues: the loop's thread sends
-    runner.deliver(daemon.engine, daemon.office)
+    runner.deliver(daemon.engine, daemon.loops[0].office)
     assert sorted(m.rcpt_tos for m in smtp_server.messages) == sorted(ADDRESS[d] for d in ("scjgj", "czj", "zhz", "jtj"))
+
+
+def w_keys(daemon) -> list[str]:
+    with store.reading(daemon.engine) as session:
+        return list(session.exec(select(Outgoing.key)).scalars())
 
 
 def _wait(predicate, timeout=15.0):

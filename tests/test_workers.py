@@ -39,7 +39,7 @@ def test_workers_decide_exactly_as_the_daemon_would(tmp_var):
     office = _office(tmp_var, workers=2)
     deciders = Deciders(office)
     try:
-        pooled = deciders.decide(_items(raws))
+        pooled = deciders.decide(office, _items(raws))
     finally:
         deciders.close()
     inline = [intake.decide(office, raw, factory.ON_TIME) for raw in raws]
@@ -53,11 +53,12 @@ def test_a_worker_that_dies_or_hangs_costs_only_its_own_message(tmp_var, monkeyp
     monkeypatch.setenv("MAILBOT_FAULT_MARK", "poison-pill")
     raws = [factory.mail(message_id=f"<m{i}@example.gov.cn>") for i in range(3)]
     raws.insert(1, factory.mail(message_id="<poison-pill@example.gov.cn>"))
-    deciders = Deciders(_office(tmp_var, workers=2, seconds_per_message=5))
+    office = _office(tmp_var, workers=2, seconds_per_message=5)
+    deciders = Deciders(office)
     try:
         started = dt.datetime.now()
-        decisions = deciders.decide(_items(raws))
-        again = deciders.decide(_items([factory.mail(message_id="<after@example.gov.cn>")]))
+        decisions = deciders.decide(office, _items(raws))
+        again = deciders.decide(office, _items([factory.mail(message_id="<after@example.gov.cn>")]))
     finally:
         deciders.close()
     assert [d.status for d in decisions] == ["accepted", "quarantined", "accepted", "accepted"]

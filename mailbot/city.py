@@ -1,0 +1,102 @@
+"""The city's digest: one workbook and one mail across every county office a deployment serves.
+
+Each office's figures come from that office's own monthly digest (digest.load_month), so the
+city sees exactly what each county sees; nothing of one office is computed from another's rows.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import openpyxl
+
+from . import digest, export, letters, store
+from .config import Config, OfficeConfig
+from .models import utcnow
+from .obligations import FILED, LATE, MISSING, REJECTED, STATE_ZH, period_of
+
+SUMMARY_COLUMNS = (("县（市、区）信用办", 34), ("应报送单位", 11), ("按时报送", 10), ("逾期报送", 10),
+                   ("报送未通过", 11), ("未报送", 9), ("按时报送率", 11), ("在用记录", 10),
+                   ("激励", 8), ("惩戒", 8))
+DEPARTMENT_COLUMNS = (("县（市、区）信用办", 34), ("单位", 30), ("状态", 12), ("报送时间", 17), ("记录数", 8))
+
+
+def load(engine, config: Config, period: str, now: dt.datetime) -> list[tuple[OfficeConfig, digest.Month]]:
+    return [(office, digest.load_month(engine, office, period, now)) for office in config.offices]
+
+
+def summary(office: OfficeConfig, month: digest.Month) -> dict:
+    owed = len(month.filings)
+    kinds = month.stats.overall
+    return {
+        "office": office.office.name, "owed": owed,
+        **{state: month.count(state) for state in (FILED, LATE, REJECTED, MISSING)},
+        "rate": round(100 * month.count(FILED) / owed, 1) if owed else 0.0,
+        "rows": month.stats.total, "incentives": kinds[("措施类别", "激励")], "punishments": kinds[("措施类别", "惩戒")],
+    }
+
+
+def workbook(months: list[tuple[OfficeConfig, digest.Month]]) -> bytes:
+    wb = openpyxl.Workbook(write_only=True)
+    ws = export.start_sheet(wb, "各县报送情况", SUMMARY_COLUMNS)
+    for office, month in months:
+        s = summary(office, month)
+        ws.append([export.xlsx_value(ws, s["office"]), s["owed"], s[FILED], s[LATE], s[REJECTED], s[MISSING],
+                   s["rate"] / 100, s["rows"], s["incentives"], s["punishments"]])
+    export.finish_sheet(ws, len(SUMMARY_COLUMNS), len(months))
+    ws = export.start_sheet(wb, "各单位报送情况", DEPARTMENT_COLUMNS)
+    count = 0
+    for office, month in months:
+        for f in month.filings:
+            when = f.submitted_at.replace(tzinfo=None) if f.submitted_at else None
+            ws.append([export.xlsx_value(ws, office.office.name), export.xlsx_value(ws, f.name),
+                       STATE_ZH[f.state], when, f.rows])
+            count += 1
+    export.finish_sheet(ws, len(DEPARTMENT_COLUMNS), count)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def filename(period: str) -> str:
+    year, month = period.split("-")
+    return f"{int(year)}年{int(month)}月全市情况清单报送汇总.xlsx"
+
+
+def sender(config: Config) -> OfficeConfig:
+    return config.office(config.city.send_from) if config.city.send_from else config.offices[0]
+
+
+def queue(engine, config: Config, period: str, now: dt.datetime | None = None) -> bool:
+    """Queue the city digest (key `city:<period>`, from the sending office's mailbox) to the
+    city's recipients only; True when queued now."""
+    now = now or utcnow()
+    months = load(engine, config, period, now)
+    office = sender(config)
+    context = {"city": config.city, "period": period, "as_of": now.astimezone(office.office.tz),
+               "offices": [summary(o, m) for o, m in months]}
+    mail = letters.build(office, kind="city", key=f"city:{period}", template="city", to=list(config.city.recipients),
+                         context=context, period=period,
+                         attachments=[(filename(period), workbook(months), digest.XLSX)])
+    with store.writing(engine) as session:
+        return store.enqueue(session, mail)
+
+
+def command(engine, config: Config, period: str | None, out_dir: Path, send: bool, out=print) -> int:
+    """`mailbot digest --city`: the city workbook into `out_dir`; with `send`, mail it."""
+    if config.city is None:
+        out("mailbot digest --city: no `city` section in the config")
+        return 2
+    now = utcnow()
+    period = period or period_of(now, config.offices[0].office.tz)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / filename(period)
+    path.write_bytes(workbook(load(engine, config, period, now)))
+    out(str(path))
+    if send:
+        from . import runner
+
+        out("queued" if queue(engine, config, period, now) else f"city:{period} was already queued; not queued again")
+        out(f"sent {runner.deliver(engine, sender(config))} mail(s)")
+    return 0
