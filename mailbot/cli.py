@@ -30,7 +30,8 @@ def _office(args, cfg: config_mod.Config):
 
 
 def _print_json(data) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    # compact: the C encoder, several times faster than indent= on a 20,000-row checklist
+    print(json.dumps(data, ensure_ascii=False, default=str))
 
 
 # --- commands --------------------------------------------------------------------------------

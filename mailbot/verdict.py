@@ -11,18 +11,21 @@ from rich.console import Console
 from rich.table import Table
 
 from . import checklist as checklist_mod, rules, workbook
-from .codes import mask_id, mask_ids
+from .codes import mask_ids
 from .config import Limits, OfficeConfig
 from .errors import Rejected
 
 
-def _masked_codes(found: list[dict]) -> list[dict]:
-    return [{**c, "value": mask_id(c["value"]) if c["kind"] == "id" else c["value"]} for c in found]
-
-
-def _mask(text: str) -> str:
-    """mask_ids, skipped for text that cannot hold an 18-character number (most names and texts)."""
-    return mask_ids(text) if rules.may_hold_code(text) else text
+def _masked(value):
+    """Every text in the result with ID numbers masked, wherever the department typed them;
+    the check for text that cannot hold an 18-character number keeps this cheap."""
+    if isinstance(value, str):
+        return mask_ids(value) if rules.may_hold_code(value) else value
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def verdict(data: bytes, filename: str, office: OfficeConfig | None, today: dt.date | None = None) -> dict:
@@ -68,12 +71,12 @@ def _verdict(data: bytes, filename: str, office: OfficeConfig | None, today: dt.
         day = checked.dates.get(row.row_no)
         derived = checked.derived.get(row.row_no, {})
         result["rows"].append({
-            "row": row.row_no, "entity": _mask(row.text("entity")), "matter": row.text("matter"),
-            "date": day.isoformat() if day else None, "usage": _mask(row.text("usage")),
-            "measure": row.text("measure"), **derived, "codes": _masked_codes(derived.get("codes", [])),
+            "row": row.row_no, "entity": row.text("entity"), "matter": row.text("matter"),
+            "date": day.isoformat() if day else None, "usage": row.text("usage"),
+            "measure": row.text("measure"), **derived,
         })
-    result["problems"] = [{**p.as_dict(), "message": _mask(p.message)} for p in checked.problems]
-    return result
+    result["problems"] = [p.as_dict() for p in checked.problems]
+    return _masked(result)
 
 
 def print_verdict(result: dict, console: Console | None = None) -> None:

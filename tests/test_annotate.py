@@ -273,8 +273,6 @@ def test_check_json_masks_id_numbers_in_rows_codes_and_messages():
     assert problem["code"] == "id_invalid" and "身份证号码“110105********0021”有误" in problem["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="verdict.py masks entity, usage, codes and messages only; "
-                                       "an ID typed in 事项 or 措施 still shows (reported, not this file's owner)")
 def test_check_json_never_contains_an_unmasked_id_number_wherever_it_was_typed():
     rows = [(f"张某（{ID_OK}）", f"个体工商户登记（{ID_BAD}）", "2026-11-03", f"核验{ID_OK}", f"无（{ID_OK}）")]
     result = verdict.verdict(factory.checklist_xlsx(rows=rows, submitter=f"王某{ID_OK}"), "清单.xlsx", None,
