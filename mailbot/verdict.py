@@ -16,16 +16,16 @@ from .config import Limits, OfficeConfig
 from .errors import Rejected
 
 
-def _masked(value):
-    """Every text in the result with ID numbers masked, wherever the department typed them;
-    the check for text that cannot hold an 18-character number keeps this cheap."""
-    if isinstance(value, str):
-        return mask_ids(value) if rules.may_hold_code(value) else value
-    if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v) for v in value]
-    return value
+def _mask(text: str) -> str:
+    """ID numbers masked wherever the department typed them; the check for text that cannot
+    hold an 18-character number keeps this cheap."""
+    return mask_ids(text) if rules.may_hold_code(text) else text
+
+
+def _masked_derived(derived: dict) -> dict:
+    return {**derived,
+            "measures": [{**m, "raw": _mask(m["raw"])} for m in derived.get("measures", [])],
+            "codes": [{**c, "value": _mask(c["value"])} for c in derived.get("codes", [])]}
 
 
 def verdict(data: bytes, filename: str, office: OfficeConfig | None, today: dt.date | None = None) -> dict:
@@ -63,7 +63,7 @@ def _verdict(data: bytes, filename: str, office: OfficeConfig | None, today: dt.
                         departments=tuple(office.departments) if office else ())
     checked = rules.check(parsed, ctx)
     result.update(
-        accepted=checked.accepted, unit=parsed.unit, submitter=parsed.submitter,
+        accepted=checked.accepted, unit=_mask(parsed.unit), submitter=_mask(parsed.submitter),
         report_date=report_day.isoformat() if report_day else None, nil_report=parsed.nil_report, period=period,
         sheet=parsed.sheet, header_row=parsed.header_row,
     )
@@ -71,12 +71,12 @@ def _verdict(data: bytes, filename: str, office: OfficeConfig | None, today: dt.
         day = checked.dates.get(row.row_no)
         derived = checked.derived.get(row.row_no, {})
         result["rows"].append({
-            "row": row.row_no, "entity": row.text("entity"), "matter": row.text("matter"),
-            "date": day.isoformat() if day else None, "usage": row.text("usage"),
-            "measure": row.text("measure"), **derived,
+            "row": row.row_no, "entity": _mask(row.text("entity")), "matter": _mask(row.text("matter")),
+            "date": day.isoformat() if day else None, "usage": _mask(row.text("usage")),
+            "measure": _mask(row.text("measure")), **_masked_derived(derived),
         })
-    result["problems"] = [p.as_dict() for p in checked.problems]
-    return _masked(result)
+    result["problems"] = [{**p.as_dict(), "message": _mask(p.message)} for p in checked.problems]
+    return result
 
 
 def print_verdict(result: dict, console: Console | None = None) -> None:
