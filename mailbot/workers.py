@@ -17,7 +17,7 @@ from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 
-from . import intake, message
+from . import decision as intake, message
 from .config import OfficeConfig
 
 log = logging.getLogger("mailbot.workers")
