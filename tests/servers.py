@@ -162,6 +162,19 @@ class Account:
         match = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
         return int(match.group(1)) if match else -1
 
+    def append_many(self, raws, folder: str = "INBOX", date=None) -> list[int]:
+        """APPEND each of ``raws`` over ONE connection (a backlog of hundreds in a fraction of
+        the time ``append`` takes, which logs in per message); returns the new UIDs."""
+        uids = []
+        with self.client(None) as mb:
+            if folder.upper() != "INBOX" and not mb.folder.exists(folder):
+                mb.folder.create(folder)
+            for raw in raws:
+                _, data = mb.append(raw, folder, dt=date)
+                match = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
+                uids.append(int(match.group(1)) if match else -1)
+        return uids
+
     def uids(self, folder: str = "INBOX") -> list[int]:
         with self.client(folder) as mb:
             return sorted(int(uid) for uid in mb.uids())
