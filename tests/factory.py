@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 import email.policy
-import io
+import time
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-import openpyxl
 import yaml
 
-from mailbot.template import build_template
+from mailbot.demo import filled_checklist
 
 CST = dt.timezone(dt.timedelta(hours=8))
 ON_TIME = dt.datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # an arrival before the November deadline
@@ -27,15 +26,17 @@ GOOD_ROWS = [
 
 def checklist_xlsx(rows=GOOD_ROWS, unit="赞皇县市场监督管理局", submitter="王某", report_date=dt.date(2026, 11, 20)) -> bytes:
     """The official template, filled in as a department would."""
-    wb = openpyxl.load_workbook(io.BytesIO(build_template()))
-    ws = wb["情况清单"]
-    ws["B2"], ws["B3"], ws["B4"] = unit, submitter, report_date
-    for i, row in enumerate(rows):
-        for j, value in enumerate(row):
-            ws.cell(7 + i, 1 + j, value)
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+    return filled_checklist(rows, unit, submitter, report_date)
+
+
+def wait_until(predicate, timeout: float = 15.0) -> bool:
+    """Poll `predicate` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def mail(sender="scjgj@example.gov.cn", to="office@example.test", subject="2026年11月信用记录使用情况清单",

@@ -27,17 +27,8 @@ def daemon(mailbox_account, smtp_server, tmp_var):
     log.close()
 
 
-def _wait(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_daemon_answers_new_mail_and_stops_on_sigterm(daemon, mailbox_account, smtp_server):
-    assert _wait(lambda: mailbox_account.sessions()), "the daemon never logged in"
+    assert factory.wait_until(lambda: mailbox_account.sessions()), "the daemon never logged in"
     mailbox_account.append(factory.mail(), date=factory.ON_TIME)
     smtp_server.wait_for(1, timeout=15)
     daemon.send_signal(signal.SIGTERM)
@@ -69,7 +60,7 @@ def test_idle_never_misses_a_mail_that_arrives_between_commands(mailbox_account,
     proc = subprocess.Popen([sys.executable, "-m", "mailbot", "--config", str(path), "run"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
-        assert _wait(lambda: mailbox_account.sessions())
+        assert factory.wait_until(lambda: mailbox_account.sessions())
         for i in range(30):
             mailbox_account.append(factory.mail(message_id=f"<idle{i}@example.gov.cn>"), date=factory.ON_TIME)
             smtp_server.wait_for(i + 1, timeout=10)

@@ -480,15 +480,6 @@ def w_keys(daemon) -> list[str]:
         return list(session.exec(select(Outgoing.key)).scalars())
 
 
-def _wait(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_second_daemon_refuses_to_start(mailbox_account, smtp_server, tmp_var):
     path = factory.write_config(tmp_var / "mailbot.yaml", _config(mailbox_account, smtp_server, tmp_var))
     env = {**os.environ, "TEST_IMAP_PASSWORD": mailbox_account.password}
@@ -497,7 +488,7 @@ def test_a_second_daemon_refuses_to_start(mailbox_account, smtp_server, tmp_var)
     with open(log_path, "wb") as log:
         first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        assert _wait(lambda: "holding the lock" in log_path.read_text()), log_path.read_text()
+        assert factory.wait_until(lambda: "holding the lock" in log_path.read_text()), log_path.read_text()
         second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
         assert second.returncode == 1
         assert second.stderr.strip().endswith(f"mailbot: another mailbot is already running against {tmp_var}/mailbot.db")
