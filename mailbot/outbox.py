@@ -11,7 +11,7 @@ import logging
 import smtplib
 import socket
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from . import faults, store

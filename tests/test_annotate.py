@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 import openpyxl
-import pytest
 from openpyxl.comments import Comment
 
 from mailbot import annotate, checklist as checklist_mod, rules, verdict, workbook

@@ -4,8 +4,6 @@ from __future__ import annotations
 import email
 import email.policy
 
-import pytest
-from sqlalchemy import select
 
 from mailbot import store
 from mailbot.cli import main

@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 from sqlalchemy import func, select
 
-from mailbot import city, config as config_mod, digest, export, runner, schedule, status, store
+from mailbot import city, config as config_mod, digest, export, runner, status, store
 from mailbot.models import Message, Outgoing, Submission
 from tests import factory
 

@@ -78,7 +78,7 @@ def test_every_problem_is_located_and_coded():
     checked = check(cl)
     for p in checked.problems:
         assert p.sheet == "情况清单" and p.row == 7 and p.column in "ABCDE" and p.code in rules.DEFAULT_SEVERITY
-        assert p.message.startswith(f"工作表“情况清单”第7行“") and f"（{p.column}7）：" in p.message
+        assert p.message.startswith("工作表“情况清单”第7行“") and f"（{p.column}7）：" in p.message
         assert p.message.endswith("。") and "请" in p.message  # says how to fix it
     assert found(checked) == [("entity_empty", "error", 7, "A"), ("measure_empty", "warning", 7, "E"),
                               ("date_bare_number", "error", 7, "C")]

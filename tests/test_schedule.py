@@ -3,8 +3,6 @@ capture, a SQLite file; submissions through the real intake path (Dovecot) in th
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import io
 import logging
 import os
@@ -12,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import types
 from pathlib import Path
 
