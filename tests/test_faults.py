@@ -1,0 +1,392 @@
+"""Fault injection (issue 8): real `mailbot` processes killed, cut off and raced.
+
+Every test drives `python -m mailbot` subprocesses against the session Dovecot, an aiosmtpd
+capture and a SQLite file, then proves the invariants of design.md: no message is lost (each
+is still in the inbox or fully processed: a Message row, in the processed folder), nothing is
+stored twice, and each submission gets one receipt. The one duplicate nobody can avoid is a
+receipt the SMTP server accepted just before the process died, i.e. before the outbox row said
+"sent": it is sent again, with the SAME Message-ID. Each test prints its figures ("FAULTS ..."
+lines; run pytest with -s to see them).
+
+A process killed while sending leaves the mails it had claimed (outbox.CLAIM_BATCH) leased for
+CLAIM_BATCH x smtp.timeout_seconds + 30 s (5.5 minutes by default), so that no second sender
+takes them meanwhile; the tests fast-forward those leases (`Bot.expire_leases`) instead of
+waiting.
+"""
+from __future__ import annotations
+
+import collections
+import email
+import email.policy
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from mailbot import config as config_mod, store
+from mailbot.models import Message, Outgoing, Row, Submission, utcnow
+from tests import factory
+
+REPO = Path(__file__).resolve().parent.parent
+PROCESSED = "已处理"  # the config's default processed folder
+ROWS_PER_MAIL = len(factory.GOOD_ROWS)
+_checklist: list[bytes] = []
+
+
+def department_mails(n: int, tag: str) -> dict[str, bytes]:
+    """`n` checklist mails from 市场监管局, keyed by their distinct Message-IDs (no brackets)."""
+    if not _checklist:
+        _checklist.append(factory.checklist_xlsx())
+    attachment = (("情况清单.xlsx", _checklist[0], factory.XLSX),)
+    ids = [f"{tag}-{i}-{uuid.uuid4().hex[:6]}@example.gov.cn" for i in range(n)]
+    return {mid: factory.mail(message_id=f"<{mid}>", date=factory.ON_TIME, attachments=attachment) for mid in ids}
+
+
+def _header_id(value) -> str:
+    return str(value or "").strip().strip("<>")
+
+
+def until(predicate, timeout: float, what: str, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+class Bot:
+    """One office on the test servers, driven only through `python -m mailbot` processes;
+    the test side only reads the database (and fast-forwards leases between processes)."""
+
+    def __init__(self, account, capture, var: Path, **overrides):
+        var.mkdir(parents=True, exist_ok=True)
+        self.account, self.smtp, self.var = account, capture, var
+        overrides.setdefault("replies", {"daily_cap_per_sender": 100_000})  # hundreds of mails from one sender
+        self.data = factory.config_dict(account, capture, var, **overrides)
+        self.config_path = factory.write_config(var / "mailbot.yaml", self.data)
+        self.office = config_mod.parse(self.data).office()
+        self.engine = store.connect(self.data["database"]["url"])  # the schema, as the first start makes it
+        self.marker = f"{MARKER}={uuid.uuid4().hex}".encode()
+        self.env = {k: v for k, v in os.environ.items() if k != "MAILBOT_CRASH_AT"}
+        self.env.update({"TEST_IMAP_PASSWORD": account.password, MARKER: self.marker.split(b"=")[1].decode()})
+        self.runs = 0
+        self.daemons: list[subprocess.Popen] = []
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "mailbot", "--config", str(self.config_path), *args]
+
+    def _spawn(self, args, env) -> subprocess.Popen:
+        """Output goes to files, not pipes: a pipe would also wait for anything the process left behind."""
+        self.runs += 1
+        path = self.var / f"run-{self.runs}-{args[0]}.log"
+        with open(path, "wb") as log, open(path.with_suffix(".out"), "wb") as out:
+            proc = subprocess.Popen(self.command(*args), env=env, cwd=REPO, stdout=out, stderr=log)
+        proc.log_path = path
+        return proc
+
+    def cli(self, *args: str, crash_at: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run one command to its end; stdout and stderr (the log) come back as text."""
+        env = {**self.env, "MAILBOT_CRASH_AT": crash_at} if crash_at else self.env
+        proc = self._spawn(args, env)
+        try:
+            proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out = proc.log_path.with_suffix(".out").read_text(errors="replace")
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, self.log(proc))
+
+    def start(self) -> subprocess.Popen:
+        """`mailbot run` in the background."""
+        proc = self._spawn(["run"], self.env)
+        self.daemons.append(proc)
+        return proc
+
+    @staticmethod
+    def log(proc: subprocess.Popen) -> str:
+        return proc.log_path.read_text(errors="replace")
+
+    def wait_log(self, proc: subprocess.Popen, text: str, timeout: float = 30) -> None:
+        until(lambda: text in self.log(proc) or proc.poll() is not None, timeout, f"{text!r} in the daemon log",
+              every=0.01)
+        assert text in self.log(proc), f"the daemon exited ({proc.returncode}):\n{self.log(proc)[-3000:]}"
+
+    def leftovers(self, wait: float = 3.0) -> list[int]:
+        """Processes of this office's mailbot runs still alive when none should be (a killed
+        run's workers, say); found by the marker in their inherited environment."""
+        deadline = time.monotonic() + wait
+        while True:
+            found = _processes_with(self.marker)
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    def kill_all(self) -> None:
+        for proc in self.daemons:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for pid in _processes_with(self.marker):  # started by this test; never leave them running
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def append(self, mails: dict[str, bytes]) -> None:
+        self.account.append_many(list(mails.values()), date=factory.ON_TIME)
+
+    def rows(self, model, *where) -> list:
+        with store.reading(self.engine) as session:
+            return list(session.exec(select(model).where(*where)).scalars().all())
+
+    def count(self, model, *where) -> int:
+        with store.reading(self.engine) as session:
+            return session.exec(select(func.count(model.id)).where(*where)).one()[0]
+
+    def receipts_sent(self) -> int:
+        return self.count(Outgoing, Outgoing.kind == "receipt", Outgoing.status == "sent")
+
+    def pending(self) -> int:
+        return self.count(Outgoing, Outgoing.status == "pending")
+
+    def expire_leases(self) -> int:
+        """Outbox rows a killed process had claimed stay leased for minutes; move each lease's
+        end to now, as the clock would, instead of waiting. Only ever called while no mailbot
+        process runs, and where no sending failed: a pending row never attempted but due in the
+        future can only be a claim; returns how many there were."""
+        now = utcnow()
+        with store.writing(self.engine) as session:
+            return session.execute(update(Outgoing).where(
+                Outgoing.status == "pending", Outgoing.attempts == 0, Outgoing.next_attempt_at > now,
+            ).values(next_attempt_at=now)).rowcount
+
+    def ids_in(self, folder: str) -> list[str]:
+        return [_header_id(email.message_from_bytes(raw, policy=email.policy.default)["Message-ID"])
+                for raw in self.account.messages(folder)]
+
+    def captured_receipts(self, mails) -> list:
+        """Receipts the SMTP server accepted in answer to `mails`."""
+        return [m for m in self.smtp.messages if m.message["X-Mailbot"] == "receipt"
+                and _header_id(m.message["In-Reply-To"]) in mails]
+
+    def in_flight(self, mails, since: int = 0) -> int:
+        """Receipt deliveries since SMTP message number `since` that the outbox does not record
+        as sent: caught in the window by a kill; each such mail goes out again, same Message-ID."""
+        recorded = {o.message_id for o in self.rows(Outgoing, Outgoing.status == "sent")}
+        return sum(_header_id(m.message["Message-ID"]) not in recorded
+                   for m in self.smtp.messages[since:] if m.message["X-Mailbot"] == "receipt"
+                   and _header_id(m.message["In-Reply-To"]) in mails)
+
+    def done(self, mails) -> bool:
+        """Everything handled: inbox empty, every receipt for `mails` sent, nothing else pending."""
+        return (self.count(Message) >= len(mails) and not self.account.uids("INBOX")
+                and self.receipts_sent() >= len(mails) and self.pending() == 0)
+
+
+MARKER = "MAILBOT_FAULTS_TEST_RUN"
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    """Live (not zombie) processes whose environment holds `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def bots():
+    """Make Bots; on teardown kill whatever they left running (never leak processes into CI)."""
+    made = []
+
+    def make(*args, **kwargs) -> Bot:
+        made.append(Bot(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for bot in made:
+        bot.kill_all()
+
+
+# --- the invariants ------------------------------------------------------------------------------
+
+def accounted(bot: Bot, mails) -> collections.Counter:
+    """Invariant 1 at any moment: each mail is either still in the inbox or fully processed
+    (a Message row AND in the processed folder), never both, never neither, never twice."""
+    inbox, processed = bot.ids_in("INBOX"), bot.ids_in(PROCESSED)
+    recorded = {m.message_id for m in bot.rows(Message)}
+    assert collections.Counter(inbox + processed) == collections.Counter(mails.keys()), "a mail lost or copied"
+    for mid in mails:
+        assert (mid in inbox) != (mid in processed and mid in recorded), f"{mid}: in neither state or in both"
+    return collections.Counter(inbox=len(inbox), processed=len(processed), recorded=len(recorded))
+
+
+@dataclass
+class Figures:
+    mails: int
+    deliveries: int  # receipt deliveries the SMTP server accepted
+    duplicates: int  # deliveries beyond the first, all with the receipt's own Message-ID
+
+
+def settled(bot: Bot, mails: dict[str, bytes]) -> Figures:
+    """After the faults: nothing lost, nothing doubled, exactly one receipt Message-ID per
+    submission; returns how many times a receipt was delivered more than once."""
+    n = len(mails)
+    assert bot.account.uids("INBOX") == []
+    accounted(bot, mails)
+    messages = [m for m in bot.rows(Message) if m.message_id in mails]
+    assert sorted(m.message_id for m in messages) == sorted(mails), "one Message row per mail"
+    assert {m.status for m in messages} == {"accepted"}
+    pks = {m.id for m in messages}
+    submissions = [s for s in bot.rows(Submission) if s.message_pk in pks]
+    assert len(submissions) == n and len({s.message_pk for s in submissions}) == n, "a submission lost or doubled"
+    rows = collections.Counter(r.submission_id for r in bot.rows(Row) if r.submission_id in {s.id for s in submissions})
+    assert sum(rows.values()) == ROWS_PER_MAIL * n and set(rows.values()) == {ROWS_PER_MAIL}, "a row lost or doubled"
+    receipts = [o for o in bot.rows(Outgoing, Outgoing.kind == "receipt") if o.message_pk in pks]
+    assert len(receipts) == n and {o.status for o in receipts} == {"sent"}
+    assert sorted(o.message_pk for o in receipts) == sorted(pks), "one queued receipt per submission"
+    captured = bot.captured_receipts(mails)
+    per_id = collections.Counter(_header_id(m.message["Message-ID"]) for m in captured)
+    assert set(per_id) == {o.message_id for o in receipts}, "a receipt with a Message-ID that was never queued"
+    answered = collections.defaultdict(set)
+    for m in captured:
+        answered[_header_id(m.message["In-Reply-To"])].add(_header_id(m.message["Message-ID"]))
+        assert m.rcpt_tos == ("scjgj@example.gov.cn",)
+    assert {mid: len(ids) for mid, ids in answered.items()} == {mid: 1 for mid in mails}, \
+        "each submission answered by exactly one receipt (one Message-ID)"
+    return Figures(n, len(captured), sum(c - 1 for c in per_id.values()))
+
+
+def drain(bot: Bot, tries: int = 4) -> int:
+    """`mailbot poll --once` until the inbox is empty and nothing waits in the outbox;
+    returns how many leases of a killed process had to be fast-forwarded."""
+    leases = 0
+    for _ in range(tries):
+        leases += bot.expire_leases()
+        run = bot.cli("poll", "--once")
+        assert run.returncode == 0, run.stderr[-3000:]
+        if not bot.account.uids("INBOX") and bot.pending() == 0:
+            return leases
+    raise AssertionError(f"not drained after {tries} runs of poll --once")
+
+
+# --- 1. a crash at every step ------------------------------------------------------------------------
+
+N = 5
+CRASH_STATE = {  # where mailbot stands when it dies: (Message rows, in the inbox, processed, receipts at SMTP)
+    "after_fetch": (0, N, 0, 0),  # fetched, nothing written
+    "in_transaction": (0, N, 0, 0),  # the transaction dies uncommitted
+    "after_commit": (1, N, 0, 0),  # the first outcome committed, the mail not moved yet
+    "after_move": (1, N - 1, 1, 0),  # moved, not yet marked moved
+    "after_smtp": (N, 0, N, 1),  # all handled; the first receipt accepted, not marked sent
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(CRASH_STATE))
+def test_a_crash_at_every_step_loses_and_doubles_nothing(point, bots, mailbox_account, smtp_server, tmp_var):
+    """SIGKILL at each crash point (MAILBOT_CRASH_AT), restart, drain: every mail processed once,
+    one receipt Message-ID per submission; only `after_smtp` may deliver a receipt twice."""
+    bot = bots(mailbox_account, smtp_server, tmp_var)
+    mails = department_mails(N, f"crash-{point}")
+    bot.append(mails)
+
+    crashed = bot.cli("poll", "--once", crash_at=point)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+    assert bot.leftovers() == [], "the killed process left processes behind"
+    where = (bot.count(Message), len(bot.account.uids("INBOX")), len(bot.account.uids(PROCESSED)),
+             len(bot.captured_receipts(mails)))
+    assert where == CRASH_STATE[point], "it did not die where it should"
+    accounted(bot, mails)
+    in_flight = bot.in_flight(mails)
+    assert in_flight == (1 if point == "after_smtp" else 0)
+
+    leases = drain(bot)
+    figures = settled(bot, mails)
+    assert figures.duplicates == in_flight
+    assert (leases > 0) == (point == "after_smtp"), "only a sender dies holding leases"
+    print(f"\nFAULTS crash at {point}: {figures.mails} mails, {figures.deliveries} receipt deliveries, "
+          f"{figures.duplicates} duplicate(s) with the same Message-ID, {leases} lease(s) fast-forwarded")
+
+
+# --- 2. random kills ---------------------------------------------------------------------------------
+
+BACKLOG, RUNS = 200, 20
+END = 10  # no kill moment in the last units of work: with its jitter it would mostly come after the end
+
+
+@pytest.mark.slow
+def test_random_kills_while_the_daemon_works_through_200_messages(bots, mailbox_account, smtp_server, tmp_var):
+    """Design: ONE backlog of 200 mails is appended first; the job is 400 units of work (200 mails
+    handled, 200 receipts sent). 20 kill moments are drawn uniformly over units 0-390; run k
+    starts `mailbot run` (poll_seconds 1), waits until the job has reached its moment, waits a
+    further random 0-250 ms while mails are handled, 0-20 ms (about one receipt) while receipts
+    are sent, so kills do not line up with commits, and SIGKILLs the daemon. The kills thus fall
+    across the whole job: just after a restart, while the workers decide, between commit and
+    move, while sending. (A kill may still overshoot the end, receipts go out fast: at most 2
+    such kills are allowed; the count by phase is printed.) After each kill:
+    nothing of it left running, each mail in the inbox or fully processed, at most one delivery
+    of the run caught between SMTP acceptance and "sent". A last, unkilled run drains the rest.
+    Totals as for the crash points, and the duplicate deliveries are exactly those caught.
+    Seed: FAULTS_SEED (printed)."""
+    seed = int(os.environ.get("FAULTS_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    bot = bots(mailbox_account, smtp_server, tmp_var)
+    mails = department_mails(BACKLOG, "kill")
+    bot.append(mails)
+    work = 2 * BACKLOG
+    units = lambda: bot.count(Message) + bot.receipts_sent()  # noqa: E731
+    moments = sorted(rng.uniform(0, work - END) for _ in range(RUNS))
+    phases, leases, in_flight, runs = collections.Counter(), 0, 0, []
+    for moment in moments:
+        mark = len(smtp_server.messages)
+        proc = bot.start()
+        bot.wait_log(proc, "connected to")
+        before = units()
+        until(lambda: units() >= moment or proc.poll() is not None, 60, f"the job to reach {moment:.0f} units",
+              every=0.02)
+        time.sleep(rng.uniform(0, 0.25 if bot.count(Message) < BACKLOG else 0.02))
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL, bot.log(proc)[-3000:]
+        assert bot.leftovers() == [], "the killed daemon left processes behind"
+        handled, sent = bot.count(Message), bot.receipts_sent()
+        phases["intake" if handled < BACKLOG else "sending" if sent < BACKLOG else "done"] += 1
+        runs.append((round(moment), handled + sent - before))
+        accounted(bot, mails)
+        caught = bot.in_flight(mails, since=mark)
+        assert caught <= 1, "one mail at a time is between SMTP acceptance and 'sent'"
+        in_flight += caught
+        leases += bot.expire_leases()
+    final = bot.start()
+    bot.wait_log(final, "connected to")
+    until(lambda: bot.done(mails), 120, "the last run to drain the backlog", every=0.5)
+    final.send_signal(signal.SIGTERM)
+    assert final.wait(timeout=30) == 0, bot.log(final)[-3000:]
+    figures = settled(bot, mails)
+    assert figures.duplicates == in_flight, "a receipt delivered again that no kill caught in the window"
+    print(f"\nFAULTS random kills (seed {seed}): {RUNS} kills, by phase {dict(phases)}; (moment, units done) "
+          f"per run {runs}; {figures.mails} mails, 0 lost, 0 doubled, {figures.deliveries} receipt deliveries, "
+          f"{figures.duplicates} duplicate(s) with the same Message-ID, {leases} lease(s) fast-forwarded")
+    assert phases["done"] <= 2, "the kills must land while there is work"
+
