@@ -18,11 +18,14 @@ from __future__ import annotations
 import collections
 import email
 import email.policy
+import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from mailbot import config as config_mod, store
+from mailbot import config as config_mod, digest, status, store
 from mailbot.models import Message, Outgoing, Row, Submission, utcnow
 from tests import factory
 
@@ -390,3 +393,264 @@ def test_random_kills_while_the_daemon_works_through_200_messages(bots, mailbox_
           f"{figures.duplicates} duplicate(s) with the same Message-ID, {leases} lease(s) fast-forwarded")
     assert phases["done"] <= 2, "the kills must land while there is work"
 
+
+# --- 3. outages ---------------------------------------------------------------------------------------
+
+IMAP_OUTAGE_SECONDS = 60
+# Nothing the schedule could queue in the outage, whatever the date (only 市场监管局, which files
+# 2026-11 and owes nothing after; no digest recipients): a tick that queues mail wakes the loop,
+# and woken in its backoff it polls the dead server early and doubles the backoff (reported to the
+# lead), so the catch-up time would depend on the calendar.
+QUIET = {"departments": [{**factory.DEPARTMENTS[0], "until": "2026-11"}], "recipients": {"digest": []}}
+
+
+def _idles(account) -> int:
+    """IDLE commands the daemon finished (Dovecot logs each command when it ends)."""
+    return sum(c.upper().startswith("IDLE") for s in account.sessions() for c in s.commands)
+
+
+def _recovered(log: str) -> bool:
+    """The log says the poll failed, and later that it connected again."""
+    failed = log.rfind("poll failed (")
+    return failed >= 0 and log.find("connected to", failed) > failed
+
+
+@pytest.mark.slow
+def test_dovecot_down_for_60_s_during_a_poll_and_during_idle(bots, dovecot_server, mailbox_account, smtp_server,
+                                                             tmp_var):
+    """ONE 60 s Dovecot outage hits two daemons at once: one in IDLE (it IDLEs for poll_seconds,
+    1 s, between polls of a few ms; the stop comes 0.3 s after an IDLE ended), one in the middle
+    of a poll (a backlog of 80, stopped once some are handled and most are not). Both must keep
+    running, log the failure and the reconnection, and catch up: the rest of the backlog and
+    mail appended after the outage. (Their backoff retries 1, 3, 7, 15, 31 and 63 s after the
+    failure: the one at 63 s finds the server back.)"""
+    idle = bots(mailbox_account, smtp_server, tmp_var / "idle", **QUIET)
+    other = dovecot_server.add_user(f"poll-{uuid.uuid4().hex[:8]}@example.test", uuid.uuid4().hex)
+    busy = bots(other, smtp_server, tmp_var / "poll", **QUIET)
+    idle_mails, busy_mails = department_mails(1, "idle"), department_mails(80, "busy")
+    idle.append(idle_mails)
+    idle_daemon = idle.start()
+    until(lambda: idle.done(idle_mails), 30, "the idle daemon's first receipt")
+    busy.append(busy_mails)
+    busy_daemon = busy.start()
+    until(lambda: busy.count(Message) >= 3, 30, "the busy daemon to be in its backlog", every=0.02)
+    seen = _idles(idle.account)
+    until(lambda: _idles(idle.account) > seen, 10, "the idle daemon to finish one IDLE", every=0.02)
+    time.sleep(0.3)  # it polled (a few ms) and is back in IDLE for 1 s
+    stopped = time.monotonic()
+    dovecot_server.stop()
+    try:
+        handled_at_stop = busy.count(Message)
+        assert 0 < handled_at_stop < len(busy_mails), "the outage must begin in the middle of the poll"
+        time.sleep(IMAP_OUTAGE_SECONDS - (time.monotonic() - stopped))
+        assert idle_daemon.poll() is None and busy_daemon.poll() is None, "a daemon died in the outage"
+        during = {name: Bot.log(d).count("poll failed (") for name, d in (("idle", idle_daemon), ("busy", busy_daemon))}
+    finally:
+        dovecot_server.start()
+    back = time.monotonic()
+    idle_after, busy_after = department_mails(2, "idle-after"), department_mails(2, "busy-after")
+    idle.append(idle_after)
+    busy.append(busy_after)
+    idle_mails.update(idle_after)
+    busy_mails.update(busy_after)
+    until(lambda: idle.done(idle_mails) and busy.done(busy_mails), 120, "both daemons to catch up", every=0.5)
+    caught_up = time.monotonic() - back
+    assert caught_up < 30, "after the outage the backoff must retry within seconds (63 s after the failure)"
+    for bot, daemon in ((idle, idle_daemon), (busy, busy_daemon)):
+        assert daemon.poll() is None, "the daemon must survive the outage"
+        log = Bot.log(daemon)
+        assert _recovered(log), log[-3000:]
+        assert "ConnectionRefusedError" in log  # it tried while the server was down, and said why
+        assert settled(bot, idle_mails if bot is idle else busy_mails).duplicates == 0
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    print(f"\nFAULTS Dovecot down {IMAP_OUTAGE_SECONDS} s: failed polls logged during the outage {during}; busy "
+          f"daemon had handled {handled_at_stop}/80 at the stop; both caught up {caught_up:.1f} s after the restart")
+
+
+SMTP_DOWN_SECONDS = 15
+SMTP_RETRY_BASE = 0.25  # the default is 60 s: these retries come 240 times sooner
+
+
+@pytest.mark.slow
+def test_smtp_refusing_dropping_and_down(bots, mailbox_account, smtp_server, tmp_var):
+    """One daemon, four SMTP faults in turn, each with 3 new mails: 451 at RCPT, the connection
+    dropped on connect, dropped after the message data (the server never answers it), and the
+    server down for 15 s. With smtp.retry_base_seconds 0.25 (default 60) the retries come after
+    0.25, 0.5, 1, 2, 4, 8 s: 15 s down is the same 6 failed attempts as an hour down with the
+    default config. Each fault must be retried (and logged) until it ends, then every receipt
+    delivered exactly once; the daemon keeps running throughout."""
+    bot = bots(mailbox_account, smtp_server, tmp_var, smtp={"retry_base_seconds": SMTP_RETRY_BASE}, **QUIET)
+    daemon = bot.start()
+    bot.wait_log(daemon, "connected to")
+    mails = {}
+    faults = [  # (name, switch the fault on, what the log must say, attempts to wait for)
+        ("451 at RCPT", lambda: smtp_server.refuse_temporarily(451), "4.3.0 Try again later", 3),
+        ("dropped on connect", lambda: smtp_server.drop_connections("connect"),
+         "connect: Connection unexpectedly closed", 3),
+        ("dropped after DATA", lambda: smtp_server.drop_connections("data"), "SMTPServerDisconnected", 3),
+        ("down", smtp_server.down, "connect: [Errno 111] Connection refused", None),
+    ]
+    figures = {}
+    for name, fault, logged, attempts in faults:
+        batch = department_mails(3, f"smtp-{name.split()[0]}")
+        mails.update(batch)
+        start = len(Bot.log(daemon))
+        fault()
+        began = time.monotonic()
+        bot.append(batch)
+        receipts = lambda: [o for o in bot.rows(Outgoing, Outgoing.kind == "receipt")  # noqa: E731
+                            if o.message_pk in {m.id for m in bot.rows(Message) if m.message_id in batch}]
+        if attempts:
+            until(lambda: len(receipts()) == 3 and min(o.attempts for o in receipts()) >= attempts, 30,
+                  f"{attempts} failed attempts under '{name}'")
+        else:
+            until(lambda: len(receipts()) == 3, 30, "the receipts to be queued")
+            time.sleep(max(0.0, SMTP_DOWN_SECONDS - (time.monotonic() - began)))
+        tried = [o.attempts for o in receipts()]
+        assert {o.status for o in receipts()} == {"pending"} and not bot.captured_receipts(batch), name
+        smtp_server.normal()
+        smtp_server.up()
+        until(lambda: bot.done(mails), 60, f"the receipts after '{name}' ended")
+        figures[name] = (round(time.monotonic() - began, 1), tried)
+        log = Bot.log(daemon)[start:]
+        assert logged in log and "attempt" in log, f"{name}: {log[-3000:]}"
+        assert daemon.poll() is None, f"the daemon died under '{name}'"
+    result = settled(bot, mails)
+    assert result.duplicates == 0 and result.mails == 3 * len(faults)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    print(f"\nFAULTS SMTP: (seconds until all 3 receipts delivered, failed attempts per receipt) {figures}; "
+          f"{result.mails} mails, {result.deliveries} receipt deliveries, 0 duplicates")
+
+
+def _chattr(flag: str, *paths: Path) -> None:
+    subprocess.run(["chattr", flag, *map(str, paths)], check=True, capture_output=True)
+
+
+def _read_only_unsupported(directory: Path) -> str | None:
+    """Why this machine cannot make a file read-only for a process that already has it open
+    (None when it can). chmod cannot: permissions are checked at open(), SQLite keeps its files
+    open, and root ignores them anyway. `chattr +i` can, where the filesystem refuses writes to
+    an immutable file through descriptors opened before (ext4 does; tmpfs does not)."""
+    if shutil.which("chattr") is None:
+        return "chattr is not installed (e2fsprogs)"
+    probe = directory / "immutable-probe"
+    with open(probe, "wb", buffering=0) as fh:
+        try:
+            _chattr("+i", probe)
+        except subprocess.CalledProcessError as exc:
+            return f"chattr +i fails here ({exc.stderr.decode().strip()}): it needs root (CAP_LINUX_IMMUTABLE)"
+        try:
+            fh.write(b"x")
+            return f"this filesystem ({directory}) lets an open descriptor write to an immutable file"
+        except OSError:
+            return None
+        finally:
+            _chattr("-i", probe)
+            probe.unlink()
+
+
+@pytest.mark.slow
+def test_database_directory_read_only_for_a_moment(bots, mailbox_account, smtp_server, tmp_var):
+    """The database's directory and files become read-only for a few seconds, as on a disk
+    remounted read-only: `chattr +i` on the directory, the database and its WAL (not on the
+    -shm index, which SQLite maps into memory: a write to that would be SIGBUS, not an error).
+    Mail arriving then cannot be committed; the daemon must log it, keep running, leave the mail
+    in the inbox, and handle it once the files are writable again."""
+    reason = _read_only_unsupported(tmp_var)
+    if reason:
+        pytest.skip(f"cannot make the database read-only under a running process: {reason}")
+    bot = bots(mailbox_account, smtp_server, tmp_var, **QUIET)
+    before = department_mails(2, "ro-before")
+    bot.append(before)
+    daemon = bot.start()
+    until(lambda: bot.done(before), 30, "the first receipts")
+    db = Path(bot.engine.url.database)
+    locked = [tmp_var, db, db.with_name(db.name + "-wal")]
+    assert all(p.exists() for p in locked)
+    during = department_mails(3, "ro-during")
+    start = len(Bot.log(daemon))
+    _chattr("+i", *locked)
+    try:
+        bot.append(during)
+        until(lambda: Bot.log(daemon).count("poll failed (", start) >= 2, 30, "two failed polls")
+        assert daemon.poll() is None
+        assert sorted(bot.ids_in("INBOX")) == sorted(during), "nothing may leave the inbox uncommitted"
+        assert bot.count(Message) == len(before)
+    finally:
+        _chattr("-i", *locked)
+    mails = {**before, **during}
+    until(lambda: bot.done(mails), 60, "the daemon to catch up")
+    log = Bot.log(daemon)[start:]
+    assert "poll failed (OperationalError: (sqlite3.OperationalError) disk I/O error" in log, log[-3000:]
+    assert settled(bot, mails).duplicates == 0
+    assert daemon.poll() is None
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    print(f"\nFAULTS database read-only: {log.count('poll failed (')} failed polls logged, then all "
+          f"{len(mails)} mails handled and answered once")
+
+
+# --- 4. concurrency ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_status_and_digest_while_the_daemon_writes(bots, mailbox_account, smtp_server, tmp_var):
+    """`mailbot status --json` and `mailbot digest --out DIR` run in a loop (as processes, and
+    their functions in threads of this process) while the daemon handles 100 mails: every run
+    succeeds, none says "database is locked"."""
+    bot = bots(mailbox_account, smtp_server, tmp_var)
+    mails = department_mails(100, "busy")
+    bot.append(mails)
+    stop = threading.Event()
+    runs: dict[str, list] = collections.defaultdict(list)
+    errors: list[str] = []
+
+    def command(name: str, *args: str) -> None:
+        while not stop.is_set():
+            out = tmp_var / f"digest-{len(runs[name])}"
+            run = bot.cli(*args, *(["--out", str(out)] if name == "digest" else []), timeout=120)
+            runs[name].append((time.monotonic(), run))
+
+    def function(name: str, call) -> None:
+        engine = store.open_engine(bot.data["database"]["url"])
+        while not stop.is_set():
+            try:
+                call(engine)
+                runs[name].append((time.monotonic(), None))
+                time.sleep(0.01)  # hammer, but leave the daemon a core
+            except Exception as exc:  # the assertion below reports it
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        engine.dispose()
+
+    threads = [threading.Thread(target=command, args=("status", "status", "--json")),
+               threading.Thread(target=command, args=("digest", "digest")),
+               threading.Thread(target=function, args=("status()", lambda e: status.status(e, bot.office))),
+               threading.Thread(target=function, args=("build_monthly()", lambda e: digest.build_monthly(
+                   e, bot.office, "2026-11", utcnow())))]
+    daemon = bot.start()
+    for thread in threads:
+        thread.start()
+    try:
+        until(lambda: bot.done(mails), 180, "the daemon to handle the backlog", every=0.5)
+        finished = time.monotonic()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=150)
+    assert errors == []
+    for name in ("status", "digest"):
+        for _at, run in runs[name]:
+            assert run.returncode == 0, run.stderr[-3000:]
+            assert "locked" not in run.stderr + run.stdout and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert all(isinstance(json.loads(run.stdout), list) for _at, run in runs["status"])
+    for _at, run in runs["digest"]:  # it prints the files it wrote
+        assert run.stdout.strip() and all(Path(line).is_file() for line in run.stdout.splitlines()), run.stdout
+    during = {name: sum(at < finished for at, _run in done) for name, done in runs.items()}
+    assert min(during.values()) >= 3, f"too few runs while the daemon wrote: {during}"
+    log = Bot.log(daemon)
+    assert "locked" not in log and "poll failed" not in log and "ERROR" not in log, log[-3000:]
+    assert settled(bot, mails).duplicates == 0
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    print(f"\nFAULTS concurrency: runs finished while the daemon wrote {during}; 0 errors, 0 'database is locked'")
