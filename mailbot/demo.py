@@ -7,10 +7,12 @@ daemon loop handles it and the schedule ticks across the deadline. Nothing leave
 """
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -127,12 +129,18 @@ class _Capture:
         return "250 OK"
 
 
+def _die_with_parent() -> None:
+    """In the child: be killed when the demo dies, however it dies (Linux PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+
+
 def _start_imap(port: int) -> subprocess.Popen:
     code = "import sys; from pymap.main import main; sys.argv[0] = 'pymap'; main()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port), "--no-tls",
          "--no-service", "admin", "dict", "--demo-user", OFFICE, "--demo-password", PASSWORD],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
