@@ -129,7 +129,7 @@ class Imap(_Server):
 class Smtp(_Server):
     port: int = Field(465, gt=0, lt=65536)
     rate_per_minute: int = Field(20, ge=1)
-    max_attempts: int = Field(8, ge=1)
+    max_attempts: int = Field(16, ge=1)  # with the backoff capped at 6 h: about two days of trying
     retry_base_seconds: float = Field(60, gt=0)
 
 

@@ -16,6 +16,7 @@ import select
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -135,18 +136,32 @@ class OfficeLoop:
             log.warning("office=%s could not deliver while the mailbox is down (%s: %s)",
                         self.office.id, type(inner).__name__, inner)
 
-    def wait(self, seconds: float | None = None, idle: bool = True) -> None:
-        """Sleep until the next poll, woken early by IDLE where offered, by a tick or by stop."""
+    def wait(self, seconds: float | None = None, idle: bool = True) -> bytes:
+        """Sleep until the next poll, woken early by IDLE where offered, by a tick or by stop;
+        returns what woke it through the wake socket (b"t" a tick, b"x" stop, b"" neither)."""
         seconds = self.office.imap.poll_seconds if seconds is None else seconds
         if idle and self.box is not None and self.office.imap.idle and "IDLE" in self.box.capabilities:
             self.box.idle(min(seconds, 9 * 60), self._wake_r)  # renewed before the 10-minute mark
         else:
             select.select([self._wake_r], [], [], seconds)
+        woke = b""
         try:
-            while self._wake_r.recv(64):
-                pass
+            while chunk := self._wake_r.recv(64):
+                woke += chunk
         except BlockingIOError:
             pass
+        return woke
+
+    def _back_off(self, seconds: float) -> None:
+        """Wait out a failed poll's backoff: a tick meanwhile only delivers (SMTP may work
+        while IMAP does not); polling the dead server early would only lengthen the backoff."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            if b"t" in self.wait(left, idle=False):
+                try:
+                    runner.deliver(self.engine, self.office)
+                except Exception as exc:  # queued in the database; the next attempt sends it
+                    log.warning("office=%s delivery failed (%s: %s)", self.office.id, type(exc).__name__, exc)
 
     def _claim(self) -> bool:
         """Hold the office's lease, or learn that another daemon does."""
@@ -159,7 +174,9 @@ class OfficeLoop:
             log.info("office=%s %s", self.office.id, "taken: this daemon polls it" if holding
                      else "held by another daemon: standing by")
             self.holding = holding
-            if not holding:
+            if holding:
+                self.scheduled()  # the first tick may have come before the office was ours
+            else:
                 self._drop_session()
         return holding
 
@@ -184,8 +201,7 @@ class OfficeLoop:
                         type(exc).__name__, exc, delay, exc_info=not expected)
                 self._drop_session()
                 self._alert(exc)
-                if not self.stopping.is_set():
-                    self.wait(delay, idle=False)
+                self._back_off(delay)
         self._drop_session()
         self.lease.release()
 

@@ -5,9 +5,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
+from sqlalchemy import select
 
+from mailbot import store
+from mailbot.models import Outgoing
 from tests import factory
 
 
@@ -66,3 +70,26 @@ def test_idle_never_misses_a_mail_that_arrives_between_commands(mailbox_account,
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_tick_during_a_failed_poll_backoff_delivers_but_does_not_poll_early(setup):
+    """IMAP is down and the loop waits out its backoff; a tick queues mail meanwhile: the mail
+    goes out (SMTP works), and the loop does not cut the backoff short to poll again."""
+    import threading
+
+    from mailbot.daemon import Daemon
+    setup.account.append(factory.mail(), date=factory.ON_TIME)
+    setup.smtp.down()
+    setup.poll()  # the receipt is queued, its delivery failed
+    setup.smtp.up()
+    with store.writing(setup.engine) as s:
+        for out in s.exec(select(Outgoing)).scalars():
+            out.next_attempt_at = out.created_at
+    loop = Daemon(setup.config, setup.engine).loops[0]
+    started = time.monotonic()
+    waiter = threading.Thread(target=loop._back_off, args=(2.0,))
+    waiter.start()
+    loop.nudge(b"t")
+    assert factory.wait_until(lambda: len(setup.smtp.messages) == 1, timeout=5)
+    waiter.join()
+    assert time.monotonic() - started >= 2.0
