@@ -7,14 +7,32 @@ decoded as gb18030, their superset, so no character is lost.
 from __future__ import annotations
 
 import email
+import email.errors
 import email.header
+import email.parser
 import email.policy
 import email.utils
 import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
-_POLICY = email.policy.default.clone(max_line_length=998)
+
+class _Lenient(email.policy.EmailPolicy):
+    """email.policy.default, except that a header its parser fails on is kept as plain text.
+
+    CPython's header parser raises on some malformed values (IndexError on a Message-ID of
+    `<>`, UnicodeDecodeError on an RFC 2231 parameter in UTF-7 or HZ, ValueError on an address
+    with an encoded CR/LF), from every accessor that reads the header: get, get_param,
+    get_content_type, get_filename, walk, get_body."""
+
+    def header_fetch_parse(self, name, value):
+        try:
+            return super().header_fetch_parse(name, value)
+        except Exception:
+            return re.sub(r"[\r\n]", "", value)
+
+
+_POLICY = _Lenient(max_line_length=998)
 _WIDE = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "cp936": "gb18030",
          "euc-cn": "gb18030", "hz-gb-2312": "gb18030"}
 _TRACE_HEADERS = ("return-path", "received", "delivered-to", "x-original-to")
@@ -52,6 +70,21 @@ def charset(label: str | None) -> str:
     return _WIDE.get(label, label) or "utf-8"
 
 
+def decoded(data: bytes, label: str | None) -> str:
+    """`data` in the charset a part declares; a label no decoder takes (x-unknown, base64, idna,
+    undefined) raises LookupError or UnicodeError even with "replace": read those as GB18030."""
+    try:
+        return _no_surrogates(data.decode(charset(label), "replace"))
+    except (LookupError, ValueError):
+        return data.decode("gb18030", "replace")
+
+
+def _no_surrogates(text: str) -> str:
+    """UTF-7, unicode_escape and friends decode to lone surrogates, which no UTF-8 encoder (SMTP,
+    SQLite) accepts: one in a subject made the receipt, so the whole commit, fail every time."""
+    return re.sub("[\ud800-\udfff]", "\ufffd", text)
+
+
 def _unmangle(text: str) -> str:
     """Recover raw 8-bit header bytes (kept as surrogates by the parser): UTF-8, else GB18030."""
     if not _has_8bit(text):
@@ -69,21 +102,18 @@ def decode_words(text: str) -> str:
     """Decode RFC 2047 words anywhere in `text`, also where RFC 2231 said they may not be."""
     text = _unmangle(text)
     if "=?" not in text:
-        return text
+        return _no_surrogates(text)
     try:
         parts = email.header.decode_header(text)
-    except (ValueError, LookupError):
-        return text
+    except (ValueError, LookupError, email.errors.HeaderParseError):  # e.g. "Base64 decoding error"
+        return _no_surrogates(text)
     out = []
     for chunk, label in parts:
         if isinstance(chunk, str):
             out.append(chunk)
-            continue
-        try:
-            out.append(chunk.decode(charset(label), "replace"))
-        except LookupError:
-            out.append(chunk.decode("gb18030", "replace"))
-    return "".join(out)
+        else:
+            out.append(decoded(chunk, label))
+    return _no_surrogates("".join(out))
 
 
 def _raw(msg: EmailMessage, name: str) -> str | None:
@@ -109,7 +139,7 @@ def _report(msg: EmailMessage) -> tuple[list[str], str]:
             for block in part.get_payload():
                 reason = block.get("diagnostic-code") or block.get("status")
                 if reason:
-                    reasons.append(str(reason))
+                    reasons.append(decode_words(str(reason)))
             continue
         if part.is_multipart() and ctype != "message/rfc822":
             continue
@@ -122,7 +152,7 @@ def _report(msg: EmailMessage) -> tuple[list[str], str]:
         if not ctype.startswith(("text/", "message/")):
             continue
         payload = part.get_payload(decode=True) or b""
-        text = payload.decode(charset(part.get_content_charset()), "replace")
+        text = decoded(payload, part.get_content_charset())
         ids += _QUOTED_ID.findall(text)
         reasons += _DIAGNOSTIC.findall(text)
     return list(dict.fromkeys(ids)), "; ".join(dict.fromkeys(r.strip() for r in reasons))
@@ -138,7 +168,7 @@ def filename_of(part: EmailMessage) -> str:
         if _has_8bit(raw):  # raw GBK bytes: the parser cannot know the charset, we can
             found = _PARAM.search(raw)
             if found:
-                return decode_words(found.group(1) or found.group(2)).strip()
+                return decode_words(found.group(1) or found.group(2) or "").strip()
     for key, header in (("filename", "content-disposition"), ("name", "content-type")):
         raw = part.get_param(key, header=header)
         if raw is None:
@@ -147,8 +177,8 @@ def filename_of(part: EmailMessage) -> str:
             label, _lang, value = raw
             try:
                 data = value.encode("latin-1", "surrogateescape") if isinstance(value, str) else value
-                return data.decode(charset(label), "replace").strip()
-            except LookupError:
+                return decoded(data, label).strip()
+            except UnicodeEncodeError:
                 return email.utils.collapse_rfc2231_value(raw).strip()
         return decode_words(email.utils.unquote(str(raw))).strip()
     return ""
@@ -158,10 +188,7 @@ def _header(msg: EmailMessage, name: str) -> str:
     raw = _raw(msg, name.lower())
     if _has_8bit(raw):
         return decode_words(raw).strip()
-    try:
-        value = msg.get(name)
-    except Exception:  # a malformed header the policy could not fold: fall back to the raw text
-        value = msg.get_all(name, failobj=[None])[0]
+    value = msg.get(name)
     if value is None:
         return ""
     return decode_words(str(value)).strip()
@@ -175,7 +202,7 @@ def _body_text(msg: EmailMessage) -> str:
     if part is None:
         return ""
     payload = part.get_payload(decode=True) or b""
-    return payload.decode(charset(part.get_content_charset()), "replace")
+    return decoded(payload, part.get_content_charset())
 
 
 def _walk_attachments(msg: EmailMessage, forwarded: bool, out: list[Attachment], depth: int = 0) -> None:
@@ -213,7 +240,11 @@ def _ids(value: str) -> list[str]:
 
 
 def parse(raw: bytes) -> Mail:
-    msg = email.message_from_bytes(raw, policy=_POLICY)
+    try:
+        msg = email.message_from_bytes(raw, policy=_POLICY)
+    except RecursionError:  # parts nested some 500+ deep (the parser recurses): the header alone
+        msg = email.parser.BytesHeaderParser(policy=_POLICY).parsebytes(raw)
+        msg.set_payload("")
     sender_name, sender = _address(_header(msg, "from"))
     headers = {}
     for name in msg.keys():
