@@ -98,6 +98,18 @@ def _unmangle(text: str) -> str:
     return raw.decode("gb18030", "replace")
 
 
+_ESCAPED = re.compile(r"\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})")
+
+
+def _unescape(chunk: bytes) -> str:
+    """decode_header hands the text around encoded words back raw-unicode-escaped (回复 as
+    \\u56de\\u590d); undo that, leaving a backslash the sender typed as it was."""
+    def char(m: re.Match) -> str:
+        code = int(m.group(1) or m.group(2), 16)
+        return chr(code) if 0xff < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else m.group(0)
+    return _ESCAPED.sub(char, chunk.decode("latin-1"))
+
+
 def decode_words(text: str) -> str:
     """Decode RFC 2047 words anywhere in `text`, also where RFC 2231 said they may not be."""
     text = _unmangle(text)
@@ -111,6 +123,8 @@ def decode_words(text: str) -> str:
     for chunk, label in parts:
         if isinstance(chunk, str):
             out.append(chunk)
+        elif label is None:
+            out.append(_unescape(chunk))
         else:
             out.append(decoded(chunk, label))
     return _no_surrogates("".join(out))
