@@ -20,7 +20,7 @@ from .config import OfficeConfig
 from .models import Outgoing, utcnow
 
 TEMPLATES = Path(__file__).parent / "templates"
-_CRLF = re.compile(r"[\r\n\t\x00-\x1f\x7f]+")
+_CRLF = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # every character str.splitlines() breaks at, too
 
 
 def _period_zh(period: str | None) -> str:
@@ -67,6 +67,14 @@ def one_line(value: str, limit: int = 200) -> str:
     return _CRLF.sub(" ", value).strip()[:limit]
 
 
+def _inert(value: str) -> str:
+    """Header text EmailMessage will not decode. It decodes any "=?charset?B?...?=" in a value it
+    is given (and again while folding), so a sender's subject carrying one put CR/LF, hence a
+    header of its own, into our receipt, or made it unsendable (an unknown charset leaves lone
+    surrogates). A zero-width space after the "=" leaves the text as the clerk reads it."""
+    return value.replace("=?", "=\u200b?")
+
+
 def message_id_for(office: OfficeConfig, key: str) -> str:
     digest = hashlib.sha256(f"{office.id}\0{key}".encode()).hexdigest()[:32]
     return f"mailbot.{digest}@{office.office.domain}"
@@ -99,7 +107,7 @@ def build(
     msg = EmailMessage()
     msg["From"] = formataddr((office.office.name, office.office.address))
     msg["To"] = ", ".join(to)
-    msg["Subject"] = subject
+    msg["Subject"] = _inert(subject)
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = f"<{message_id}>"
     if in_reply_to:
@@ -113,7 +121,7 @@ def build(
     msg.add_alternative(html, subtype="html")
     for filename, data, mimetype in attachments:
         maintype, subtype = mimetype.split("/", 1)
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=one_line(filename, 120))
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=_inert(one_line(filename, 120)))
     return Outgoing(
         office=office.id, key=key, kind=kind, message_id=message_id, department_id=department_id,
         period=period, message_pk=message_pk, recipients=list(to), subject=subject, raw=msg.as_bytes(policy=email.policy.SMTP),
