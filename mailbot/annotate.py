@@ -53,8 +53,9 @@ def _fill() -> PatternFill:
 
 
 def annotated_filename(filename: str) -> str:
-    """清单.xls -> 清单（问题标注）.xlsx"""
-    stem = PurePosixPath((filename or "情况清单").replace("\\", "/")).stem or "情况清单"
+    """清单.xls -> 清单（问题标注）.xlsx: the sender's name without folders or leading dots, cut
+    short so that the 120-character limit on attachment names (letters.build) keeps the .xlsx."""
+    stem = PurePosixPath((filename or "").replace("\\", "/")).stem.strip(". ")[:80] or "情况清单"
     return f"{stem}（问题标注）.xlsx"
 
 
