@@ -213,7 +213,7 @@ class Daemon:
         self.config, self.engine = config, engine
         self.offices = offices or config.offices
         self.stopping = threading.Event()
-        self.deciders = Deciders(max(self.offices, key=lambda o: o.limits.workers))
+        self.deciders = Deciders(max(self.offices, key=lambda o: o.limits.workers), config.archive.dir)
         self.loops = [OfficeLoop(self, office) for office in self.offices]
         self.scheduler: BackgroundScheduler | None = None
 

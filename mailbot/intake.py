@@ -173,9 +173,10 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff) -
     store.enqueue(session, out)
 
 
-def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, decision: Decision | None = None) -> Message:
-    """Archive, decide (unless a worker already did) and commit one fetched message."""
-    sha = archive.put(archive_dir, fetched.raw)
+def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, decision: Decision | None = None,
+           sha: str | None = None) -> Message:
+    """Archive and decide (unless a worker already did both) and commit one fetched message."""
+    sha = sha or archive.put(archive_dir, fetched.raw)
     with store.reading(engine) as session:
         existing = store.message_at(session, office.id, fetched.folder, fetched.uidvalidity, fetched.uid)
     if existing is not None:

@@ -76,11 +76,11 @@ def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, de
             large = [u for u in todo if sizes.get(u, 0) > office.limits.max_message_bytes]
             fetched = [_oversized(box, u) for u in large] + list(box.fetch([u for u in todo if u not in large]))
             fetched.sort(key=lambda f: f.uid)
-            for item, decision in zip(fetched, deciders.decide(office, fetched)):
+            for item, (sha, decision) in zip(fetched, deciders.decide(office, fetched)):
                 if stop():
                     break
                 faults.crash_point("after_fetch")
-                row = intake.handle(engine, office, config.archive.dir, item, decision)
+                row = intake.handle(engine, office, config.archive.dir, item, decision, sha)
                 log.info("message=<%s> uid=%s from=%s status=%s reason=%s", row.message_id, item.uid, row.sender,
                          row.status, row.reason or "-")
                 result.handled += 1
@@ -93,7 +93,7 @@ def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, de
 
 def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResult:
     """`mailbot poll --once`: the mailbox as it is now, then the outbox."""
-    deciders = Deciders(office)
+    deciders = Deciders(office, config.archive.dir)
     try:
         with Mailbox(office.imap).open() as box:
             result = drain(box, engine, config, office, deciders)

@@ -16,8 +16,9 @@ import threading
 from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
-from . import decision as intake, message
+from . import archive, decision as intake, message
 from .config import OfficeConfig
 
 log = logging.getLogger("mailbot.workers")
@@ -48,10 +49,17 @@ def _lost(office: OfficeConfig, item, exc: BaseException) -> intake.Decision:
                            detail=f"{reason}: the worker deciding this message {'hung' if reason == 'timeout' else 'died'}")
 
 
+def _archived_decision(archive_dir: Path, office: OfficeConfig, item) -> tuple[str, intake.Decision]:
+    """The worker's job: keep the raw mail durably (before anything is committed about it),
+    then decide; both off the daemon's thread."""
+    return archive.put(archive_dir, item.raw), intake.decide(office, item.raw, item.arrived, item.truncated)
+
+
 class Deciders:
     """One pool for the whole daemon, shared by every office's loop (each call says which office)."""
 
-    def __init__(self, office: OfficeConfig):
+    def __init__(self, office: OfficeConfig, archive_dir: Path):
+        self.archive_dir = archive_dir
         self.count = office.limits.workers
         self.memory = office.limits.worker_memory_bytes
         self._pool: ProcessPoolExecutor | None = None
@@ -63,7 +71,7 @@ class Deciders:
                 self._pool = ProcessPoolExecutor(
                     self.count, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_worker, initargs=(self.memory, os.getpid()))
-            return self._pool.submit(intake.decide, office, item.raw, item.arrived, item.truncated)
+            return self._pool.submit(_archived_decision, self.archive_dir, office, item)
 
     def _reset(self) -> None:
         """Throw the pool away, killing a hung worker (the executor has no public way to)."""
@@ -74,11 +82,12 @@ class Deciders:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
 
-    def decide(self, office: OfficeConfig, items: list) -> list[intake.Decision]:
-        """Decisions for `items`, in order. After a worker failure every unfinished item is
-        decided again alone, so only the message that caused it is quarantined."""
+    def decide(self, office: OfficeConfig, items: list) -> list[tuple[str | None, intake.Decision]]:
+        """(sha256 of the archived raw mail, decision) for `items`, in order. After a worker
+        failure every unfinished item is decided again alone, so only the message that caused
+        it is quarantined (its sha None: the caller archives it)."""
         if self.count == 0:
-            return [intake.decide(office, i.raw, i.arrived, i.truncated) for i in items]
+            return [_archived_decision(self.archive_dir, office, i) for i in items]
         futures = [self._submit(office, item) for item in items]
         out: list[intake.Decision | None] = []
         for future in futures:
@@ -92,12 +101,12 @@ class Deciders:
                 out[index] = self._alone(office, items[index])
         return out
 
-    def _alone(self, office: OfficeConfig, item) -> intake.Decision:
+    def _alone(self, office: OfficeConfig, item) -> tuple[str | None, intake.Decision]:
         try:
             return self._submit(office, item).result(timeout=office.limits.seconds_per_message)
         except FAILURES as exc:
             self._reset()
-            return _lost(office, item, exc)
+            return None, _lost(office, item, exc)
 
     def close(self) -> None:
         with self._lock:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbot import config as config_mod, intake
+from mailbot import archive, config as config_mod, intake
 from mailbot.mailbox import Fetched
 from mailbot.workers import Deciders
 from tests import factory
@@ -37,11 +37,14 @@ def _summary(decision):
 def test_workers_decide_exactly_as_the_daemon_would(tmp_var):
     raws = [p.read_bytes() for p in sorted(MAIL.glob("*.eml"))] + [factory.mail()]
     office = _office(tmp_var, workers=2)
-    deciders = Deciders(office)
+    deciders = Deciders(office, tmp_var / "archive")
     try:
-        pooled = deciders.decide(office, _items(raws))
+        results = deciders.decide(office, _items(raws))
     finally:
         deciders.close()
+    pooled = [d for _sha, d in results]
+    for (sha, _d), raw in zip(results, raws):  # each raw mail kept, by its content, before any commit
+        assert sha == archive.digest(raw) and archive.get(tmp_var / "archive", sha) == raw
     inline = [intake.decide(office, raw, factory.ON_TIME) for raw in raws]
     assert [_summary(d) for d in pooled] == [_summary(d) for d in inline]
     assert {d.status for d in pooled} >= {"accepted", "rejected", "ignored", "quarantined"}
@@ -54,11 +57,11 @@ def test_a_worker_that_dies_or_hangs_costs_only_its_own_message(tmp_var, monkeyp
     raws = [factory.mail(message_id=f"<m{i}@example.gov.cn>") for i in range(3)]
     raws.insert(1, factory.mail(message_id="<poison-pill@example.gov.cn>"))
     office = _office(tmp_var, workers=2, seconds_per_message=5)
-    deciders = Deciders(office)
+    deciders = Deciders(office, tmp_var / "archive")
     try:
         started = dt.datetime.now()
-        decisions = deciders.decide(office, _items(raws))
-        again = deciders.decide(office, _items([factory.mail(message_id="<after@example.gov.cn>")]))
+        decisions = [d for _sha, d in deciders.decide(office, _items(raws))]
+        again = [d for _sha, d in deciders.decide(office, _items([factory.mail(message_id="<after@example.gov.cn>")]))]
     finally:
         deciders.close()
     assert [d.status for d in decisions] == ["accepted", "quarantined", "accepted", "accepted"]
