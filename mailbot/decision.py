@@ -18,6 +18,7 @@ from .config import Department, OfficeConfig
 from .errors import Problem, Rejected
 
 log = logging.getLogger("mailbot.decision")
+TRIED_PER_MAIL = 10  # table-like attachments read before giving up: a mail of thousands stays cheap
 
 # NetEase, QQ and Outlook.com put very large files behind a download link in the body.
 _LARGE_LINK = re.compile(r"超大附件|large-attachment|附件下载|ftn\.qq\.com|mail\.qq\.com/cgi-bin/ftnExs|1drv\.ms")
@@ -64,7 +65,7 @@ def _candidates(mail: message.Mail) -> list[tuple[str, message.Attachment]]:
 def _read(office: OfficeConfig, candidates) -> tuple[message.Attachment, checklist_mod.Checklist]:
     """The first attachment that holds a checklist; else the first one's problems."""
     first_error: Rejected | None = None
-    for _kind, att in candidates:
+    for _kind, att in candidates[:TRIED_PER_MAIL]:
         try:
             book = workbook.read(att.data, att.filename, office.limits)
             return att, checklist_mod.parse(book)
