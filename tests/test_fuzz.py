@@ -21,6 +21,7 @@ import email
 import email.policy
 import io
 import itertools
+import os
 import quopri
 import random
 import re
