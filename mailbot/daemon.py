@@ -123,7 +123,7 @@ class OfficeLoop:
         box.select()
         result = runner.drain(box, self.engine, self.config, self.office, self.daemon.deciders,
                               stop=self.stopping.is_set)
-        sent = runner.deliver(self.engine, self.office, box)
+        sent = result.sent + runner.deliver(self.engine, self.office, box)
         if result.handled or sent:
             log.info("office=%s handled %d message(s), sent %d mail(s)", self.office.id, result.handled, sent)
 

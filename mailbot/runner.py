@@ -58,37 +58,54 @@ def _oversized(box: Mailbox, uid: int) -> Fetched:
 
 def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, deciders: Deciders,
           stop=lambda: False) -> PollResult:
-    """Handle every message now in the watched folder, batch by batch: the batch is decided
-    in the workers at once, then committed and moved one message at a time, in UID order."""
+    """Handle every message now in the watched folder, batch by batch, in UID order: while one
+    batch is committed, moved and answered, the workers already decide the next."""
     result = PollResult()
     uids = box.pending()
-    batch_size = office.imap.batch_size
-    for start in range(0, len(uids), batch_size):
+    size = office.imap.batch_size
+    ahead = None  # the batch the workers are deciding: (fetched, results)
+    for batch in [uids[i:i + size] for i in range(0, len(uids), size)] + [None]:
         if stop():
             break
-        batch = uids[start:start + batch_size]
-        with store.reading(engine) as session:
-            known = store.messages_at(session, office.id, office.imap.folder, box.uidvalidity, batch)
-        moved = [known[uid] for uid in batch if uid in known and _move(box, uid, known[uid])]
-        todo = [u for u in batch if u not in known]
-        if todo:
-            sizes = box.sizes(todo)
-            large = [u for u in todo if sizes.get(u, 0) > office.limits.max_message_bytes]
-            fetched = [_oversized(box, u) for u in large] + list(box.fetch([u for u in todo if u not in large]))
-            fetched.sort(key=lambda f: f.uid)
-            for item, (sha, decision) in zip(fetched, deciders.decide(office, fetched)):
-                if stop():
-                    break
-                faults.crash_point("after_fetch")
-                row = intake.handle(engine, office, config.archive.dir, item, decision, sha)
-                log.info("message=<%s> uid=%s from=%s status=%s reason=%s", row.message_id, item.uid, row.sender,
-                         row.status, row.reason or "-")
-                result.handled += 1
-                if _move(box, item.uid, row):
-                    moved.append(row)
-        _mark_moved(engine, moved)
-        result.moved += len(moved)
+        following = _fetch(box, engine, office, deciders, batch, result) if batch else None
+        if ahead is not None:
+            _commit(box, engine, config, office, *ahead, result, stop)
+            result.sent += deliver(engine, office, box)
+        ahead = following
     return result
+
+
+def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Deciders, batch: list[int], result):
+    """Finish the moves of messages already handled; fetch the rest and hand them to the workers."""
+    with store.reading(engine) as session:
+        known = store.messages_at(session, office.id, office.imap.folder, box.uidvalidity, batch)
+    moved = [known[uid] for uid in batch if uid in known and _move(box, uid, known[uid])]
+    _mark_moved(engine, moved)
+    result.moved += len(moved)
+    todo = [u for u in batch if u not in known]
+    if not todo:
+        return None
+    sizes = box.sizes(todo)
+    large = [u for u in todo if sizes.get(u, 0) > office.limits.max_message_bytes]
+    fetched = [_oversized(box, u) for u in large] + list(box.fetch([u for u in todo if u not in large]))
+    fetched.sort(key=lambda f: f.uid)
+    return fetched, deciders.start(office, fetched)
+
+
+def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, fetched, results, result, stop) -> None:
+    moved = []
+    for item, (sha, decision) in zip(fetched, results()):
+        if stop():
+            break
+        faults.crash_point("after_fetch")
+        row = intake.handle(engine, office, config.archive.dir, item, decision, sha)
+        log.info("message=<%s> uid=%s from=%s status=%s reason=%s", row.message_id, item.uid, row.sender,
+                 row.status, row.reason or "-")
+        result.handled += 1
+        if _move(box, item.uid, row):
+            moved.append(row)
+    _mark_moved(engine, moved)
+    result.moved += len(moved)
 
 
 def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResult:
@@ -97,7 +114,7 @@ def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResul
     try:
         with Mailbox(office.imap).open() as box:
             result = drain(box, engine, config, office, deciders)
-            result.sent = deliver(engine, office, box)
+            result.sent += deliver(engine, office, box)
     finally:
         deciders.close()
     return result

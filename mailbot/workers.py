@@ -17,6 +17,7 @@ from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Callable
 
 from . import archive, decision as intake, message
 from .config import OfficeConfig
@@ -83,12 +84,20 @@ class Deciders:
                 self._pool = None
 
     def decide(self, office: OfficeConfig, items: list) -> list[tuple[str | None, intake.Decision]]:
-        """(sha256 of the archived raw mail, decision) for `items`, in order. After a worker
-        failure every unfinished item is decided again alone, so only the message that caused
-        it is quarantined (its sha None: the caller archives it)."""
+        """(sha256 of the archived raw mail, decision) for `items`, in order."""
+        return self.start(office, items)()
+
+    def start(self, office: OfficeConfig, items: list) -> Callable[[], list[tuple[str | None, intake.Decision]]]:
+        """Hand `items` to the workers now; the returned function waits for their results, so
+        the caller can commit one batch while the workers decide the next."""
         if self.count == 0:
-            return [_archived_decision(self.archive_dir, office, i) for i in items]
+            return lambda: [_archived_decision(self.archive_dir, office, i) for i in items]
         futures = [self._submit(office, item) for item in items]
+        return lambda: self._collect(office, items, futures)
+
+    def _collect(self, office: OfficeConfig, items: list, futures: list) -> list[tuple[str | None, intake.Decision]]:
+        """After a worker failure every unfinished item is decided again alone, so only the
+        message that caused it is quarantined (its sha None: the caller archives it)."""
         out: list[intake.Decision | None] = []
         for future in futures:
             try:
