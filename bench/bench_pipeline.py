@@ -90,23 +90,26 @@ def append(account, raws: list[bytes]) -> None:
 
 
 class Sampler(threading.Thread):
-    """Peak RSS of a process and of its whole tree (the workers), sampled every 20 ms."""
+    """Peak RSS of a process and of its whole tree (the workers), and the tree's peak PSS (pages
+    shared between processes counted once, split among them), sampled every 50 ms."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.proc = psutil.Process(pid)
-        self.main = self.tree = 0
+        self.main = self.tree = self.pss = 0
         self.running = True
 
     def run(self):
         while self.running:
             try:
-                main = self.proc.memory_info().rss
-                tree = main + sum(c.memory_info().rss for c in self.proc.children(recursive=True))
+                procs = [self.proc] + self.proc.children(recursive=True)
+                infos = [p.memory_full_info() for p in procs]
             except psutil.Error:
                 break
-            self.main, self.tree = max(self.main, main), max(self.tree, tree)
-            time.sleep(0.02)
+            self.main = max(self.main, infos[0].rss)
+            self.tree = max(self.tree, sum(i.rss for i in infos))
+            self.pss = max(self.pss, sum(i.pss for i in infos))
+            time.sleep(0.05)
 
     def stop(self):
         self.running = False
@@ -177,7 +180,7 @@ def main() -> None:
     idle.start()
     time.sleep(1)
     idle_main, idle_tree = idle.stop()
-    print(f"D. daemon idle              RSS main {idle_main:5.1f} MB, tree {idle_tree:5.1f} MB")
+    print(f"D. daemon idle              RSS main {idle_main:5.1f} MB, tree {idle_tree:5.1f} MB (PSS {idle.pss / 2**20:5.1f} MB)")
     latencies = []
     for i in range(args.latency):
         start = time.perf_counter()
@@ -195,7 +198,7 @@ def main() -> None:
     wall = time.perf_counter() - started
     busy_main, busy_tree = busy.stop()
     print(f"D. daemon draining {n - args.latency} mails {wall:6.2f} s (incl. APPEND)  "
-          f"peak RSS main {busy_main:5.1f} MB, tree {busy_tree:5.1f} MB")
+          f"peak RSS main {busy_main:5.1f} MB, tree {busy_tree:5.1f} MB (PSS {busy.pss / 2**20:5.1f} MB)")
     daemon.terminate()
     daemon.wait(timeout=60)
     smtp.stop()
