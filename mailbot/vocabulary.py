@@ -6,6 +6,7 @@ longer synonym wins over a shorter one it contains (信用中国（石家庄） 
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ _SPLIT = re.compile(r"[、，,;；/／。\r\n\t]")
 _TRIM = "。.!！?？:："
 
 
+@functools.lru_cache(maxsize=16384)  # one row's text is cleaned for channels and lists alike
 def _clean(text: str) -> str:
     """NFKC (full-width to half-width), then drop spaces and quote marks."""
     return _IGNORED.sub("", unicodedata.normalize("NFKC", text))
@@ -111,6 +113,7 @@ _MEASURE_KIND = {**{c: KIND_INCENTIVE for c in INCENTIVES}, **{c: KIND_PUNISHMEN
 _CHANNEL_TABLE = _table(CHANNELS)
 _LIST_TABLE = _table(LISTS)
 _NONE_EXACT = {_clean(w).upper() for w in NONE_EXACT}
+_FIELD_KEYWORDS = {field: tuple(_clean(k) for k in keywords) for field, keywords in FIELDS.items()}
 
 
 def _scan(text: str, table: list[tuple[str, str]]) -> list[tuple[int, str]]:
@@ -187,7 +190,7 @@ def detect_field(text: str) -> str | None:
     if not text:
         return None
     cleaned = _clean(text)
-    for field, keywords in FIELDS.items():
-        if any(_clean(k) in cleaned for k in keywords):
+    for field, keywords in _FIELD_KEYWORDS.items():
+        if any(k in cleaned for k in keywords):
             return field
     return None
