@@ -16,6 +16,7 @@ from mailbot.checklist import Checklist, Row
 from mailbot.config import Department, Limits
 from mailbot.errors import Problem
 from tests import factory
+from tests.test_codes import with_id_check, with_uscc_check
 
 SCJGJ = Department(id="scjgj", name="赞皇县市场监督管理局", aliases=["县市场监管局"], emails=["scjgj@example.gov.cn"])
 CZJ = Department(id="czj", name="赞皇县财政局", emails=["czj@example.gov.cn"])
@@ -25,18 +26,7 @@ COLUMNS = {"entity": 1, "matter": 2, "date": 3, "usage": 4, "measure": 5}  # A..
 TODAY = dt.date(2026, 11, 20)
 
 # Independent check characters (domain.md, Codes): the tests do not trust mailbot.codes.
-ALPHA = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-
-
-def uscc(first17: str) -> str:
-    total = sum(ALPHA.index(c) * w for c, w in
-                zip(first17, [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]))
-    return first17 + ALPHA[(31 - total % 31) % 31]
-
-
-def id_number(first17: str) -> str:
-    total = sum(int(c) * w for c, w in zip(first17, [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]))
-    return first17 + "10X98765432"[total % 11]
+uscc, id_number = with_uscc_check, with_id_check
 
 
 def wrong_check(code: str) -> str:
