@@ -28,7 +28,7 @@ _TABLE_NAMES = (".xlsx", ".xlsm", ".xls", ".et", ".ett", ".csv", ".docx", ".doc"
 @dataclass
 class Decision:
     status: str  # accepted, rejected, ignored, quarantined
-    kind: str  # checklist, no_checklist, auto_reply, bounce, own, list, unknown_sender, error
+    kind: str  # checklist, no_checklist, auto_reply, bounce, own, list, unknown_sender, bad_sender, suspicious_sender, error
     reason: str = ""
     detail: str = ""
     mail: message.Mail | None = None
@@ -76,6 +76,30 @@ def _read(office: OfficeConfig, candidates) -> tuple[message.Attachment, checkli
     raise first_error
 
 
+_NAMED_ADDRESS = re.compile(r"[^\s@<>()\[\],;:\"'“”‘’（）《》，；：]+@[A-Za-z0-9.-]+[A-Za-z0-9]")
+
+
+def _sender_doubt(office: OfficeConfig, mail: message.Mail) -> Decision | None:
+    """Quarantine a mail whose sender cannot be trusted to be who it says (None: it can).
+
+    The actual address decides. A From with no usable address is nobody's, not a bounce (real
+    bounces come from MAILER-DAEMON/postmaster or with an empty Return-Path). A display name
+    that is a registered address over an actual address not of that department is the trick
+    `zhtjj@126.com <attacker@evil.example>`, which once counted as that department."""
+    if mail.sender_error:
+        return Decision("quarantined", "bad_sender", reason="bad_sender", mail=mail,
+                        detail=f"From ({mail.sender_error}): {mail.from_header}")
+    dept = office.department_for(mail.sender)
+    for named in dict.fromkeys(a.lower() for a in _NAMED_ADDRESS.findall(mail.sender_name)):
+        if named == mail.sender:
+            continue
+        owner = office.department_for(named)
+        if named == office.office.address or owner is not None and owner != dept:
+            return Decision("quarantined", "suspicious_sender", reason="suspicious_sender", mail=mail,
+                            detail=f"display name {named} over the actual address {mail.sender}")
+    return None
+
+
 def decide(office: OfficeConfig, raw: bytes, arrived: dt.datetime, truncated: bool = False) -> Decision:
     mail = None
     faults.crash_point("in_decide", raw)
@@ -85,7 +109,7 @@ def decide(office: OfficeConfig, raw: bytes, arrived: dt.datetime, truncated: bo
     except Exception as exc:  # anything unexpected: quarantine this one message, go on with the rest
         log.exception("message=<%s> unexpected error; quarantined", mail.message_id if mail else "?")
         return Decision("quarantined", "error", reason=type(exc).__name__, mail=mail,
-                        detail="".join(traceback.format_exception(exc))[-4000:])
+                        detail=message.storable("".join(traceback.format_exception(exc))[-4000:]))
 
 
 def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, truncated: bool) -> Decision:
@@ -96,6 +120,9 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
         why = None  # a colleague on the office's own domain, not mail we wrote (letters.message_id_for)
     if why:
         return Decision("ignored", why, reason=why, mail=mail, detail=mail.diagnostic)
+    doubt = _sender_doubt(office, mail)
+    if doubt is not None:
+        return doubt
     dept = office.department_for(mail.sender)
     if dept is None:
         return Decision("quarantined", "unknown_sender", reason="unknown_sender", mail=mail)

@@ -39,7 +39,9 @@ GROUPS = (
 )
 STAT_KEYS = tuple((group, item) for group, items in GROUPS for item in items)
 QUARANTINE_ZH = {"unknown_sender": "发件人邮箱未登记", "auth_failed": "发件人身份验证未通过（疑似冒用）",
-                 "error": "系统处理出错"}
+                 "error": "系统处理出错",
+                 "suspicious_sender": "发件人名称显示为已登记邮箱，但实际发件邮箱不同（疑似冒用）",
+                 "bad_sender": "发件人地址缺失、有多个或格式错误，无法确认发件单位"}
 MAIL_KIND_ZH = {"receipt": "回执", "reminder": "催报提醒", "notice": "未按时报送通知", "tongbao": "通报",
                 "digest": "月报", "weekly": "周报", "alert": "告警"}
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

@@ -13,7 +13,7 @@ import email.parser
 import email.policy
 import email.utils
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from email.message import EmailMessage
 
 
@@ -63,6 +63,9 @@ class Mail:
     quoted_ids: list[str] = field(default_factory=list)  # Message-IDs a bounce quotes: which mail failed
     diagnostic: str = ""  # a bounce's reason (Diagnostic-Code or Status)
     auth_results: list[str] = field(default_factory=list)  # every Authentication-Results header, top first
+    sender_error: str = ""  # why From gives no single usable address: empty, several, invalid ("" when it does)
+    from_header: str = ""  # the From header as it came, for the office to read when it is unusable
+    null_return_path: bool = False  # `Return-Path: <>`: a delivery report whatever its From says
 
 
 def charset(label: str | None) -> str:
@@ -244,9 +247,95 @@ def _attachment(part: EmailMessage, forwarded: bool) -> Attachment:
     return Attachment(filename=filename_of(part), content_type=part.get_content_type(), data=data, forwarded=forwarded)
 
 
-def _address(value: str) -> tuple[str, str]:
-    name, addr = email.utils.parseaddr(value)
-    return decode_words(name), addr.strip().lower()
+_ADDR_SPEC = re.compile(r"^[^@\s<>()\[\],;:\\\"]+@[^@\s<>()\[\],;:\\\".]+(\.[^@\s<>()\[\],;:\\\".]+)*$")
+
+
+def _scan(value: str) -> tuple[list[str], list[str], list[str]] | None:
+    """A raw address header as the text outside angle brackets, cut at the commas between
+    addresses (a NUL marks where a <...> stood), the contents of each <...>, and the
+    comments; None when a quote, comment or bracket is left open. Quoted strings stay whole,
+    so a `<` or `,` inside one is only text."""
+    pieces, current, angles, comments = [], [], [], []
+    i, n = 0, len(value)
+    while i < n:
+        ch = value[i]
+        if ch in '"(':
+            close, depth, end = '"' if ch == '"' else ")", 1, i + 1
+            while end < n and depth:
+                if value[end] == "\\":
+                    end += 2
+                    continue
+                depth += -1 if value[end] == close else (1 if ch == "(" and value[end] == "(" else 0)
+                end += 1
+            if depth:
+                return None
+            if ch == '"':
+                current.append(value[i:end])
+            else:
+                comments.append(value[i + 1:end - 1])
+                current.append(" ")
+            i = end
+        elif ch == "<":
+            end = value.find(">", i)
+            if end < 0:
+                return None
+            angles.append(value[i + 1:end])
+            current.append("\x00")
+            i = end + 1
+        elif ch in ">)":
+            return None
+        elif ch == ",":
+            pieces.append("".join(current))
+            current = []
+            i += 1
+        else:
+            current.append(ch)
+            i += 1
+    return pieces + ["".join(current)], angles, comments
+
+
+def _phrase(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = re.sub(r"\\(.)", r"\1", text[1:-1])
+    return decode_words(text).strip()
+
+
+def _address(value: str) -> tuple[str, str, str]:
+    """(display name, actual address in lower case, why unusable or "") of a raw From value.
+
+    The actual address decides, never the display name: the email package's address header
+    drops what it cannot parse, so `zhtjj@126.com <attacker@evil.example>` read as
+    zhtjj@126.com. No address, several, or a malformed one: unusable ("empty", "several",
+    "invalid"), and the caller must not treat the mail as anyone's."""
+    value = storable(_unmangle(re.sub(r"\r?\n", "", value or ""))).strip()
+    if not value:
+        return "", "", "empty"
+    scanned = _scan(value)
+    if scanned is None:
+        return "", "", "invalid"
+    pieces, angles, comments = scanned
+    addresses = [p for p in pieces if "@" in p or "\x00" in p or p.strip().lower() in _DAEMONS]
+    if len(angles) > 1 or len(addresses) > 1:
+        return "", "", "several"
+    if not addresses:
+        return "", "", "empty" if not "".join(pieces).strip() and not angles else "invalid"
+    at = pieces.index(addresses[0])
+    if any(p.strip() for p in pieces[at + 1:]):
+        return "", "", "invalid"
+    if angles:
+        before, after = addresses[0].split("\x00")
+        if after.strip():
+            return "", "", "invalid"
+        name, addr = ",".join(pieces[:at] + [before]), angles[0]
+    else:
+        if any(p.strip() for p in pieces[:at]):
+            return "", "", "invalid"
+        name, addr = " ".join(comments), addresses[0]
+    addr = addr.strip().lower()
+    if not (_ADDR_SPEC.match(addr) or addr in _DAEMONS):
+        return "", "", "invalid" if addr else "empty"
+    return _phrase(name), addr, ""
 
 
 def _ids(value: str) -> list[str]:
@@ -259,7 +348,10 @@ def parse(raw: bytes) -> Mail:
     except RecursionError:  # parts nested some 500+ deep (the parser recurses): the header alone
         msg = email.parser.BytesHeaderParser(policy=_POLICY).parsebytes(raw)
         msg.set_payload("")
-    sender_name, sender = _address(_header(msg, "from"))
+    from_raw = _raw(msg, "from") or ""
+    sender_name, sender, sender_error = _address(from_raw)
+    return_path = _raw(msg, "return-path")
+    null_return_path = return_path is not None and re.sub(r"[\s<>]", "", return_path) == ""
     headers = {}
     for name in msg.keys():
         key = name.lower()
@@ -273,8 +365,9 @@ def parse(raw: bytes) -> Mail:
     message_id = _ids(_header(msg, "message-id"))
     is_report = msg.get_content_type() == "multipart/report"
     sender_local = sender.split("@", 1)[0]
-    quoted, diagnostic = _report(msg) if is_report or sender_local in _DAEMONS or not sender else ([], "")
-    return Mail(
+    bounce = is_report or sender_local in _DAEMONS or null_return_path
+    quoted, diagnostic = _report(msg) if bounce else ([], "")
+    return _kept(Mail(
         message_id=message_id[0] if message_id else "",
         sender=sender,
         sender_name=sender_name,
@@ -289,7 +382,34 @@ def parse(raw: bytes) -> Mail:
         quoted_ids=quoted,
         diagnostic=diagnostic[:500],
         auth_results=[decode_words(str(v)) for v in msg.get_all("authentication-results", [])],
-    )
+        sender_error=sender_error,
+        from_header=decode_words(re.sub(r"[\r\n]", "", from_raw))[:500] if sender_error else "",
+        null_return_path=null_return_path,
+    ))
+
+
+_REFUSED = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """Without the characters a text column refuses: NUL (PostgreSQL), lone surrogates (UTF-8)."""
+    return _REFUSED.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", text)
+
+
+def _kept(mail: Mail) -> Mail:
+    """The mail as it may be stored: a NUL decoded from `=?utf-8?q?a=00b?=` in a Message-ID made
+    PostgreSQL refuse the commit, and the office stalled on that one message."""
+    def clean(value):
+        if isinstance(value, str):
+            return storable(value)
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, Attachment):
+            return replace(value, filename=storable(value.filename), content_type=storable(value.content_type))
+        return value
+    return Mail(**{f.name: clean(getattr(mail, f.name)) for f in fields(mail)})
 
 
 _AUTO_SUBJECT = re.compile(r"^\s*(自动回复|自動回覆|自动答复|auto(matic)?[ -]?reply|out of (the )?office|外出|休假)", re.I)
@@ -304,7 +424,7 @@ def classify(mail: Mail, *, own_addresses: tuple[str, ...], own_id_suffix: str) 
     local = mail.sender.split("@", 1)[0]
     if mail.message_id.endswith(own_id_suffix) or h.get("x-mailbot") or mail.sender in own_addresses:
         return "own"
-    if mail.is_report or local in _DAEMONS or not mail.sender:
+    if mail.is_report or local in _DAEMONS or mail.null_return_path:
         return "bounce"
     auto = h.get("auto-submitted", "no").split(";")[0].strip().lower()
     if auto and auto != "no":

@@ -545,7 +545,7 @@ DECISIONS = {  # status -> the kinds it may have; "error" is nowhere: it is a bu
     "accepted": {"checklist"},
     "rejected": {"checklist", "no_checklist", "too_large"},
     "ignored": {"auto_reply", "bounce", "own", "list"},
-    "quarantined": {"unknown_sender", "auth_failed"},
+    "quarantined": {"unknown_sender", "auth_failed", "bad_sender", "suspicious_sender"},
 }
 RECEIPT_HEADERS = {"from", "to", "subject", "date", "message-id", "in-reply-to", "references", "auto-submitted",
                    "x-auto-response-suppress", "x-mailbot", "content-type", "mime-version", "content-transfer-encoding"}

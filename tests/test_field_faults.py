@@ -1,0 +1,159 @@
+"""Faults found in the field (issue 14, items 4 data, 7-11): a header PostgreSQL refuses, paths
+that are not files, sender identity tricks, a poll beside a running daemon, an address in two
+offices, and data at rest readable by other users."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from mailbot import config as config_mod, digest, message, runner, store
+from mailbot.models import Message, Submission
+from tests import factory
+
+
+# ---------------------------------------------------------------- item 4: NUL in a header
+
+def _pg_setup(postgres_server, mailbox_account, smtp_server, tmp_var, monkeypatch):
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", mailbox_account.password)
+    url = postgres_server.create_database(f"nul_{uuid.uuid4().hex[:8]}")
+    data = factory.config_dict(mailbox_account, smtp_server, tmp_var, database={"url": url}, limits={"workers": 0})
+    cfg = config_mod.parse(data)
+    return cfg, runner.open_store(cfg)
+
+
+def test_a_nul_in_a_header_is_stripped_and_the_next_mail_is_handled_on_postgres(
+        postgres_server, mailbox_account, smtp_server, tmp_var, monkeypatch):
+    """`<=?utf-8?q?a=00b?=@x.test>` decodes to a NUL, which PostgreSQL refuses in text: the
+    commit raised DataError, the office backed off and re-fetched the same UID every cycle."""
+    cfg, engine = _pg_setup(postgres_server, mailbox_account, smtp_server, tmp_var, monkeypatch)
+    nul = "=?utf-8?q?a=00b?="
+    raw = factory.mail(message_id="<placeholder@x.test>", subject="placeholder", attachments=(
+        ("placeholder.xlsx", None, factory.XLSX),))
+    raw = raw.replace(b"<placeholder@x.test>", f"<{nul}@x.test>".encode()).replace(
+        b"Subject: placeholder", f"Subject: 2026{nul}11".encode()).replace(
+        b'filename="placeholder.xlsx"', f'filename="{nul}.xlsx"'.encode())
+    assert raw.count(nul.encode()) == 3
+    mailbox_account.append(raw, date=factory.ON_TIME)
+    mailbox_account.append(factory.mail(sender="czj@example.gov.cn", attachments=(
+        ("清单.xlsx", factory.checklist_xlsx(unit="赞皇县财政局"), factory.XLSX),)), date=factory.ON_TIME)
+    result = runner.poll_once(engine, cfg, cfg.office())
+    assert result.handled == 2
+    with store.reading(engine) as s:
+        rows = {m.sender: m for m in s.exec(select(Message)).scalars()}
+    first = rows["scjgj@example.gov.cn"]
+    assert (first.message_id, first.status) == ("ab@x.test", "accepted")
+    assert first.subject == "2026ab11" and rows["czj@example.gov.cn"].status == "accepted"
+    with store.reading(engine) as s:
+        assert sorted(s.exec(select(Submission.filename)).scalars()) == ["ab.xlsx", "清单.xlsx"]
+    assert mailbox_account.uids("INBOX") == []
+    receipts = smtp_server.wait_for(2)
+    assert sorted(m.rcpt_tos for m in receipts) == [("czj@example.gov.cn",), ("scjgj@example.gov.cn",)]
+    answer = next(m for m in receipts if m.rcpt_tos == ("scjgj@example.gov.cn",))
+    assert answer.message["In-Reply-To"] == "<ab@x.test>" and b"\x00" not in answer.raw
+
+
+# ---------------------------------------------------------------- item 8: who sent it
+
+def _from(sender: bytes, checklist: bytes | None = None, extra: bytes = b"", **kw) -> bytes:
+    """A department's mail whose From line is exactly `sender` (raw bytes, however malformed)."""
+    raw = factory.mail(sender="placeholder@example.gov.cn", attachments=(
+        ("清单.xlsx", checklist or factory.checklist_xlsx(), factory.XLSX),), **kw)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    head = head.replace(b"From: placeholder@example.gov.cn", b"From: " + sender)
+    return extra + head + sep + body
+
+
+@pytest.mark.parametrize("sender, address, name, error", [
+    (b"zhtjj@126.com <attacker@evil.example>", "attacker@evil.example", "zhtjj@126.com", ""),
+    (b"=?gbk?B?zfXEsw==?= <Scjgj@Example.gov.cn>", "scjgj@example.gov.cn", "王某", ""),
+    (b'"Wang, Mou" <w@x.cn>', "w@x.cn", "Wang, Mou", ""),
+    (b'"a <b@c.cn>" <w@x.cn>', "w@x.cn", "a <b@c.cn>", ""),
+    (b"scjgj@example.gov.cn (evil@x.cn)", "scjgj@example.gov.cn", "evil@x.cn", ""),
+    (b"MAILER-DAEMON", "mailer-daemon", "", ""),
+    (b"a@reg@evil", "", "", "invalid"),
+    (b"undisclosed-recipients:;", "", "", "invalid"),
+    (b'"unterminated <a@b.cn>', "", "", "invalid"),
+    (b"", "", "", "empty"),
+    (b"<>", "", "", "empty"),
+    (b"a@x.cn, b@y.cn", "", "", "several"),
+    (b"x <a@b.cn>, y <d@e.cn>", "", "", "several"),
+])
+def test_from_is_read_from_the_raw_header(sender, address, name, error):
+    mail = message.parse(_from(sender))
+    assert (mail.sender, mail.sender_name, mail.sender_error) == (address, name, error)
+
+
+ATTACKER_ROWS = [("赞皇县某诈骗有限公司", "政府采购供应商资格审查", "2026-11-03", "经信用中国查询，无失信记录", "无")]
+
+
+def test_the_actual_address_decides_and_a_registered_display_name_over_another_is_quarantined(setup):
+    """An unquoted `From: scjgj@... <attacker@...>` read as the department: the attacker's file
+    replaced its accepted submission and was answered to the department's address."""
+    setup.account.append(factory.mail(message_id="<genuine@example.gov.cn>"), date=factory.ON_TIME)
+    setup.poll()
+    forged = factory.checklist_xlsx(ATTACKER_ROWS)
+    tricks = [b"scjgj@example.gov.cn <attacker@evil.example>",
+              b'"scjgj@example.gov.cn" <attacker@evil.example>',
+              b"=?utf-8?b?" + base64.b64encode("市场监管局 scjgj@example.gov.cn".encode()) + b"?= <attacker@evil.example>",
+              b"czj@example.gov.cn <scjgj@example.gov.cn>"]  # another department's address as the name
+    for i, sender in enumerate(tricks):
+        setup.account.append(_from(sender, forged, message_id=f"<trick{i}@evil.example>"), date=factory.ON_TIME)
+    setup.poll()
+    rows = {m.message_id: m for m in setup.rows(Message)}
+    assert [(rows[f"trick{i}@evil.example"].status, rows[f"trick{i}@evil.example"].kind) for i in range(4)] == \
+        [("quarantined", "suspicious_sender")] * 4
+    assert [rows[f"trick{i}@evil.example"].sender for i in range(4)] == ["attacker@evil.example"] * 3 + ["scjgj@example.gov.cn"]
+    [submission] = setup.rows(Submission)  # the genuine one, still in force: nothing replaced it
+    assert submission.accepted and submission.message_pk == rows["genuine@example.gov.cn"].id
+    assert len(setup.smtp.wait_for(1)) == 1  # the genuine receipt only: the forgeries got no answer
+    assert len(setup.account.uids("待人工处理")) == 4 and setup.account.uids("INBOX") == []
+
+
+def test_a_display_name_naming_the_senders_own_address_or_a_colleagues_is_no_trick(setup):
+    setup.account.append(_from(b'"SCJGJ@example.gov.cn" <scjgj@example.gov.cn>'), date=factory.ON_TIME)
+    setup.account.append(_from(b"scj_clerk@163.com <scjgj@example.gov.cn>", message_id="<b@example.gov.cn>"),
+                         date=factory.ON_TIME)  # both addresses are the same department's
+    setup.poll()
+    assert sorted(m.status for m in setup.rows(Message)) == ["accepted", "accepted"]
+
+
+def test_an_unparseable_from_is_quarantined_not_ignored_as_a_bounce_and_real_bounces_stay_bounces(setup):
+    """`From: a@reg@evil` (and an empty or several-address From) was ignored as a bounce: moved
+    to 已处理, named nowhere. Real bounces come from MAILER-DAEMON/postmaster or with an empty
+    Return-Path, whatever their From says."""
+    unusable = {"invalid": b"a@reg@evil", "empty": b"", "several": b"scjgj@example.gov.cn, attacker@evil.example",
+                "two angles": b"scjgj <scjgj@example.gov.cn> <attacker@evil.example>"}
+    for i, sender in enumerate(unusable.values()):
+        setup.account.append(_from(sender, message_id=f"<bad{i}@example.gov.cn>"), date=factory.ON_TIME)
+    bounces = [_from(b"MAILER-DAEMON", message_id="<bounce0@mx.example>", subject="Undelivered Mail Returned to Sender"),
+               _from(b"a@reg@evil", message_id="<bounce1@mx.example>", subject="Delivery failure",
+                     extra=b"Return-Path: <>\r\n"),
+               _from(b"Mail Delivery System <postmaster@mx.example>", message_id="<bounce2@mx.example>",
+                     subject="Delivery failure")]
+    for raw in bounces:
+        setup.account.append(raw, date=factory.ON_TIME)
+    setup.poll()
+    rows = {m.message_id: m for m in setup.rows(Message)}
+    assert [(rows[f"bad{i}@example.gov.cn"].status, rows[f"bad{i}@example.gov.cn"].kind) for i in range(4)] == \
+        [("quarantined", "bad_sender")] * 4
+    assert "a@reg@evil" in rows["bad0@example.gov.cn"].detail
+    assert [(rows[f"bounce{i}@mx.example"].status, rows[f"bounce{i}@mx.example"].kind) for i in range(3)] == \
+        [("ignored", "bounce")] * 3
+    assert setup.rows(Submission) == [] and setup.smtp.messages == []
+    assert len(setup.account.uids("待人工处理")) == 4 and len(setup.account.uids("已处理")) == 3
+
+    # the office reads both kinds, in Chinese, in the weekly digest's quarantine section
+    setup.account.append(_from(b"czj@example.gov.cn <attacker@evil.example>", message_id="<trick@evil.example>"),
+                         date=factory.ON_TIME)
+    setup.poll()
+    monday = dt.datetime(2026, 11, 23, 9, 0, tzinfo=factory.CST)
+    assert digest.queue_weekly(setup.engine, setup.office, monday)
+    runner.deliver(setup.engine, setup.office)
+    [weekly] = setup.smtp.wait_for(1)
+    html = weekly.message.get_body(preferencelist=("html",)).get_content()
+    assert html.count("发件人地址缺失、有多个或格式错误") == 4
+    assert html.count("发件人名称显示为已登记邮箱，但实际发件邮箱不同（疑似冒用）") == 1 and "attacker@evil.example" in html
