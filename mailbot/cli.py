@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import config as config_mod
-from .errors import ConfigError, MailbotError
+from .errors import ConfigError, MailbotError, Unusable
 
 log = logging.getLogger("mailbot")
 
@@ -62,13 +62,12 @@ def cmd_poll(args) -> int:
 def cmd_check(args) -> int:
     from .verdict import print_verdict, verdict
 
+    from .archive import read
+    from .config import Limits
+
     cfg = _load(args) if (args.config or _env_config()) else None
-    try:
-        data = Path(args.file).read_bytes()
-    except OSError as exc:
-        print(f"mailbot check: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
     office = _office(args, cfg) if cfg else None
+    data = read(Path(args.file), (office.limits if office else Limits()).max_attachment_bytes)
     result = verdict(data, Path(args.file).name, office)
     if args.json:
         _print_json(result)
@@ -287,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         print("mailbot: configuration error:", file=sys.stderr)
         for line in exc.errors:
             print(f"  {line}", file=sys.stderr)
+        return 2
+    except Unusable as exc:
+        print(f"mailbot {args.command}: {exc}", file=sys.stderr)
         return 2
     except MailbotError as exc:
         print(f"mailbot: {exc}", file=sys.stderr)

@@ -47,3 +47,12 @@ class Rejected(MailbotError):
         self.attach_template = attach_template
         self.filename = filename
         super().__init__("; ".join(p.message for p in problems))
+
+
+class Unusable(MailbotError):
+    """Files given to the command line (or found in the archive) that mailbot will not read:
+    `files` lists (path, why) pairs; the command exits 2, as for any unusable argument."""
+
+    def __init__(self, files: list[tuple[str, str]]):
+        self.files = files
+        super().__init__("\n".join(f"无法读取“{path}”：{why}。" for path, why in files))

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from . import archive, intake, store
 from .config import Config, OfficeConfig
-from .errors import MailbotError
+from .errors import MailbotError, Unusable
 from .mailbox import Fetched
 from .models import Message
 
@@ -39,12 +39,18 @@ def import_dir(engine: Engine, config: Config, office: OfficeConfig, directory: 
 
     No receipts by default: the departments were answered by hand at the time.
     """
-    files = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() == ".eml" and p.is_file())
+    if not Path(directory).is_dir():
+        raise Unusable([(str(directory), "不是文件夹，请指定存放导出的 .eml 文件的文件夹")])
+    files = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() == ".eml")
+    limit = office.limits.max_message_bytes
+    refused = [(str(p), why) for p in files if (why := archive.refusal(p, limit))]
+    if refused:  # nothing is imported until every file can be: importing again is harmless
+        raise Unusable(refused)
     counts: dict[str, int] = {}
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("导入邮件", total=len(files))
         for path in files:
-            raw = path.read_bytes()
+            raw = archive.read(path, limit)
             sha = archive.put(config.archive.dir, raw)
             mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
             item = Fetched(IMPORT_FOLDER, 0, int(sha[:12], 16), raw, _arrival(raw, mtime))
@@ -71,7 +77,7 @@ def replay(engine: Engine, config: Config, office: OfficeConfig, message_id: str
     """Decide an archived message again with today's rules. Without `dry_run` the outcome is
     committed (and answered) — only for a quarantined message unless `force`."""
     original = find(engine, office, message_id)
-    raw = archive.get(config.archive.dir, original.sha256)
+    raw = archive.get(config.archive.dir, original.sha256, office.limits.max_message_bytes)
     decision = intake.decide(office, raw, original.received_at)
     if dry_run:
         return original, decision, None

@@ -306,8 +306,6 @@ HOSTILE = {  # name -> (bytes, code, message)
                   "附件“截断.xlsx”无法读取，文件可能已损坏或不是受支持的表格格式。" + RESAVE),
     "corrupt": (lambda: b"PK\x03\x04" + bytes(range(256)) * 8, "损坏.xlsx", "unreadable",
                 "附件“损坏.xlsx”无法读取，文件可能已损坏或不是受支持的表格格式。" + RESAVE),
-    "oversize": (lambda: b"PK\x03\x04" + bytes(20 * 1024 * 1024), "大.xlsx", "too_large",
-                 "附件“大.xlsx”大小约20MB，超过系统可接收的20MB上限。请删除与清单无关的内容（如图片、多余的工作表）后重新发送。"),
     "rows": (lambda: too_many(50_001, 5), "多行.csv", "too_many_rows",
              "附件“多行.csv”的工作表“多行”超过50000行，超出系统处理上限。请只保留本月清单内容，删除多余的行后重新发送。"),
     "columns": (lambda: too_many(3, 51), "多列.csv", "too_many_columns",
@@ -342,7 +340,7 @@ def test_wrong_template_attaches_the_blank_template():
 
 def test_check_exit_codes(tmp_path, capsys):
     assert main(["check", str(tmp_path / "没有这个文件.xlsx"), "--json"]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    assert "文件不存在" in capsys.readouterr().err
     code, result = check(tmp_path, capsys, official(), "清单.xlsx")
     assert code == 0 and result["accepted"] and len(result["rows"]) == 3
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
 import uuid
 
 import pytest
 from sqlalchemy import select
 
-from mailbot import config as config_mod, digest, message, runner, store
+from mailbot import archive, config as config_mod, digest, message, runner, store
 from mailbot.models import Message, Submission
 from tests import factory
 
@@ -157,3 +161,94 @@ def test_an_unparseable_from_is_quarantined_not_ignored_as_a_bounce_and_real_bou
     html = weekly.message.get_body(preferencelist=("html",)).get_content()
     assert html.count("发件人地址缺失、有多个或格式错误") == 4
     assert html.count("发件人名称显示为已登记邮箱，但实际发件邮箱不同（疑似冒用）") == 1 and "attacker@evil.example" in html
+
+
+# ---------------------------------------------------------------- item 7: paths that are not files
+
+def _cli(*args: str, env_extra: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`mailbot ARGS` as a process with a deadline: a regression that hangs on a FIFO or reads
+    /dev/zero without end fails the test instead of holding the suite."""
+    env = {**os.environ, **(env_extra or {})}
+    env.pop("MAILBOT_CONFIG", None)
+    try:
+        return subprocess.run([sys.executable, "-m", "mailbot", *args], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"mailbot {' '.join(args)} still running after {timeout} s")
+
+
+def _limited(cmd: list[str]) -> list[str]:
+    """A child capped at 1 GB of address space: reading /dev/zero ends at once, not at 3.7 GB."""
+    return ["prlimit", f"--as={1 << 30}", "--", *cmd] if shutil.which("prlimit") else cmd
+
+
+@pytest.fixture
+def odd_paths(tmp_path):
+    fifo = tmp_path / "x.xlsx"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.xlsx"
+    zero.symlink_to("/dev/zero")
+    folder = tmp_path / "folder.xlsx"
+    folder.mkdir()
+    return {"a FIFO": (fifo, "命名管道"), "a symlink to /dev/zero": (zero, "字符设备"), "a directory": (folder, "目录")}
+
+
+@pytest.mark.parametrize("case", ["a FIFO", "a symlink to /dev/zero", "a directory"])
+def test_check_refuses_what_is_not_a_regular_file(odd_paths, case):
+    """A FIFO named x.xlsx hung `mailbot check`; a symlink to /dev/zero ended in a MemoryError at 3.7 GB."""
+    path, kind = odd_paths[case]
+    done = subprocess.run(_limited([sys.executable, "-m", "mailbot", "check", str(path), "--json"]),
+                          capture_output=True, text=True, timeout=30, env={k: v for k, v in os.environ.items()
+                                                                               if k != "MAILBOT_CONFIG"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"无法读取“{path}”：不是普通文件，而是{kind}" in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+def test_check_never_reads_past_the_attachment_limit(setup, tmp_path):
+    big = tmp_path / "大.xlsx"
+    with open(big, "wb") as fh:
+        fh.truncate(setup.office.limits.max_attachment_bytes + 1)  # sparse: nothing is written
+    done = _cli("--config", str(setup.config_path), "check", str(big))
+    assert done.returncode == 2 and "超过系统可读取的上限20MB" in done.stderr, done.stderr
+    ok = tmp_path / "清单.xlsx"
+    ok.write_bytes(factory.checklist_xlsx())
+    link = tmp_path / "link.xlsx"
+    link.symlink_to(ok)  # a symlink to a regular file is that file
+    assert _cli("--config", str(setup.config_path), "check", str(link)).returncode == 0
+    missing = _cli("check", str(tmp_path / "没有这个文件.xlsx"))
+    assert missing.returncode == 2 and "文件不存在" in missing.stderr
+
+
+def test_import_refuses_a_folder_holding_what_is_not_a_mail_file(setup, tmp_path):
+    exported = tmp_path / "old"
+    exported.mkdir()
+    (exported / "a.eml").write_bytes(factory.mail(message_id="<old-a@example.gov.cn>"))
+    os.mkfifo(exported / "b.eml")
+    (exported / "c.eml").symlink_to("/dev/zero")
+    with open(exported / "d.eml", "wb") as fh:
+        fh.truncate(setup.office.limits.max_message_bytes + 1)
+    env = {"TEST_IMAP_PASSWORD": setup.account.password}
+    done = _cli("--config", str(setup.config_path), "import", str(exported), env_extra=env)
+    assert done.returncode == 2, done.stderr[-2000:]
+    for name, why in (("b.eml", "命名管道"), ("c.eml", "字符设备"), ("d.eml", "超过系统可读取的上限50MB")):
+        assert f"“{exported / name}”" in done.stderr and why in done.stderr
+    assert setup.rows(Message) == []  # nothing half-imported: the admin removes those files and runs it again
+    for name in ("b.eml", "c.eml", "d.eml"):
+        (exported / name).unlink()
+    done = _cli("--config", str(setup.config_path), "import", str(exported), env_extra=env)
+    assert (done.returncode, done.stdout.strip()) == (0, "accepted: 1"), done.stderr[-2000:]
+    not_a_folder = _cli("--config", str(setup.config_path), "import", str(exported / "a.eml"), env_extra=env)
+    assert not_a_folder.returncode == 2 and "不是文件夹" in not_a_folder.stderr
+
+
+def test_replay_refuses_an_archive_file_replaced_by_a_fifo(setup):
+    setup.account.append(factory.mail(message_id="<replayed@example.gov.cn>"), date=factory.ON_TIME)
+    setup.poll()
+    [row] = setup.rows(Message)
+    path = archive.path_for(setup.config.archive.dir, row.sha256)
+    path.unlink()
+    os.mkfifo(path)
+    env = {"TEST_IMAP_PASSWORD": setup.account.password}
+    done = _cli("--config", str(setup.config_path), "replay", "<replayed@example.gov.cn>", "--dry-run", env_extra=env)
+    assert done.returncode == 2 and f"无法读取“{path}”：不是普通文件，而是命名管道" in done.stderr, done.stderr[-2000:]
