@@ -48,22 +48,24 @@ def cmd_run(args) -> int:
 
 
 def cmd_poll(args) -> int:
+    from .daemon import sole
     from .runner import open_store, poll_once
 
     cfg = _load(args)
     engine = open_store(cfg)
-    for office in ([_office(args, cfg)] if args.office else cfg.offices):
-        result = poll_once(engine, cfg, office)
-        log.info("office %s: handled %d message(s), moved %d, sent %d mail(s)",
-                 office.id, result.handled, result.moved, result.sent)
+    offices = [_office(args, cfg)] if args.office else cfg.offices
+    with sole(engine, offices):
+        for office in offices:
+            result = poll_once(engine, cfg, office)
+            log.info("office %s: handled %d message(s), moved %d, sent %d mail(s)",
+                     office.id, result.handled, result.moved, result.sent)
     return 0
 
 
 def cmd_check(args) -> int:
-    from .verdict import print_verdict, verdict
-
     from .archive import read
     from .config import Limits
+    from .verdict import print_verdict, verdict
 
     cfg = _load(args) if (args.config or _env_config()) else None
     office = _office(args, cfg) if cfg else None

@@ -39,11 +39,22 @@ LEASE_RETRY_SECONDS = 20  # a standby daemon takes an office over within this (p
 
 
 class AlreadyRunning(MailbotError):
-    """Another daemon holds the database's lock."""
+    """Another mailbot holds the database's lock (SQLite) or an office's lease (PostgreSQL)."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        self.pid = pid
+        super().__init__(message)
+
+
+_BUSY = {  # what the command refused says, {who} being the other process and what it holds
+    "run": "{who}，不能再启动一个守护进程。",
+    "poll": "{who}，本次 poll --once 未执行，以免两个进程同时移动同一封邮件。守护进程会自动处理新邮件；"
+            "如确需手工处理，请先停止守护进程（systemctl stop mailbot）。",
+}
 
 
 @contextlib.contextmanager
-def exclusive(engine: Engine) -> Iterator[None]:
+def exclusive(engine: Engine, command: str = "run") -> Iterator[None]:
     """Hold the one-daemon-per-database lock: flock on `<db>.lock` beside a SQLite file.
 
     The lock dies with the process (no stale lock file to clean up after a crash)."""
@@ -55,12 +66,14 @@ def exclusive(engine: Engine) -> Iterator[None]:
         yield
         return
     path = Path(url.database + ".lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
-        raise AlreadyRunning(f"another mailbot is already running against {url.database}") from None
+        who = f"另一个 mailbot（进程 {holder or '?'}）正在使用数据库 {url.database}"
+        raise AlreadyRunning(_BUSY[command].format(who=who), int(holder) if holder.isdigit() else None) from None
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -68,6 +81,23 @@ def exclusive(engine: Engine) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def sole(engine: Engine, offices: list[OfficeConfig]) -> Iterator[None]:
+    """`poll --once` beside no daemon: the database's lock on SQLite, each office's lease on
+    PostgreSQL. A poll beside a running daemon ended in `MOVE failed: EXPUNGEISSUED`."""
+    with exclusive(engine, "poll"):
+        leases = [store.Lease(engine, office.id) for office in offices]
+        try:
+            held = [lease.office_id for lease in leases if not lease.acquire()]
+            if held:
+                who = f"办公室 {'、'.join(held)} 的邮箱正由另一个 mailbot 守护进程处理"
+                raise AlreadyRunning(_BUSY["poll"].format(who=who))
+            yield
+        finally:
+            for lease in leases:
+                lease.release()
 
 
 class OfficeLoop:

@@ -7,9 +7,11 @@ import base64
 import datetime as dt
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -252,3 +254,54 @@ def test_replay_refuses_an_archive_file_replaced_by_a_fifo(setup):
     env = {"TEST_IMAP_PASSWORD": setup.account.password}
     done = _cli("--config", str(setup.config_path), "replay", "<replayed@example.gov.cn>", "--dry-run", env_extra=env)
     assert done.returncode == 2 and f"无法读取“{path}”：不是普通文件，而是命名管道" in done.stderr, done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- item 9: a poll beside the daemon
+
+@pytest.fixture
+def running(tmp_var):
+    """Start `mailbot run` on a config; wait for `ready` in its log; SIGTERM it at the end."""
+    procs = []
+
+    def start(path: Path, env: dict, ready: str) -> subprocess.Popen:
+        log_path = tmp_var / f"daemon{len(procs)}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "mailbot", "--config", str(path), "run"],
+                                    stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        proc.log_path = log_path
+        procs.append(proc)
+        assert factory.wait_until(lambda: ready in log_path.read_text(), timeout=30), log_path.read_text()[-3000:]
+        return proc
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_poll_once_beside_a_running_daemon_is_refused_on_sqlite(setup, running):
+    """It ended in a traceback (`MOVE failed: EXPUNGEISSUED`) when both took the same mail."""
+    env = {"TEST_IMAP_PASSWORD": setup.account.password}
+    daemon = running(setup.config_path, env, "holding the lock")
+    setup.account.append(factory.mail(), date=factory.ON_TIME)
+    done = _cli("--config", str(setup.config_path), "poll", "--once", env_extra=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"另一个 mailbot（进程 {daemon.pid}）正在使用数据库" in done.stderr and "poll --once 未执行" in done.stderr
+    setup.smtp.wait_for(1, timeout=20)  # the daemon, alone, answered the mail
+    assert [m.status for m in setup.rows(Message)] == ["accepted"] and daemon.poll() is None
+
+
+def test_poll_once_beside_a_running_daemon_is_refused_on_postgres(
+        postgres_server, mailbox_account, smtp_server, tmp_var, running):
+    url = postgres_server.create_database(f"poll_{uuid.uuid4().hex[:8]}")
+    path = factory.write_config(tmp_var / "mailbot.yaml", factory.config_dict(
+        mailbox_account, smtp_server, tmp_var, database={"url": url}))
+    env = {"TEST_IMAP_PASSWORD": mailbox_account.password}
+    running(path, env, "taken: this daemon polls it")
+    done = _cli("--config", str(path), "poll", "--once", env_extra=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "办公室 default 的邮箱正由另一个 mailbot 守护进程处理" in done.stderr

@@ -488,7 +488,7 @@ def test_a_second_daemon_refuses_to_start(mailbox_account, smtp_server, tmp_var)
         assert factory.wait_until(lambda: "holding the lock" in log_path.read_text()), log_path.read_text()
         second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
         assert second.returncode == 1
-        assert second.stderr.strip().endswith(f"mailbot: another mailbot is already running against {tmp_var}/mailbot.db")
+        assert second.stderr.strip().endswith(f"mailbot: 另一个 mailbot（进程 {first.pid}）正在使用数据库 {tmp_var}/mailbot.db，不能再启动一个守护进程。")
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=15) == 0
     finally:
