@@ -27,9 +27,10 @@ def put(root: Path, raw: bytes) -> str:
     path = path_for(root, sha)
     if path.exists():
         return sha
-    path.parent.mkdir(parents=True, exist_ok=True)
+    for directory in reversed([path.parent, path.parent.parent, Path(root)]):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # mail holds names and ID numbers
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
         fh.write(raw)
         fh.flush()
         os.fsync(fh.fileno())

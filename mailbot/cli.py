@@ -5,6 +5,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,11 +15,21 @@ from .errors import ConfigError, MailbotError, Unusable
 log = logging.getLogger("mailbot")
 
 
+class _Masked(logging.Formatter):
+    """Every line with its ID numbers masked, tracebacks included: a bounce's subject, a
+    Message-ID or an error quoting a cell may carry one, and the journal is read by many."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .codes import mask_ids
+
+        return mask_ids(super().format(record))
+
+
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Masked("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+                                 datefmt="%Y-%m-%dT%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def _load(args) -> config_mod.Config:
@@ -79,7 +90,6 @@ def cmd_check(args) -> int:
 
 
 def _env_config() -> bool:
-    import os
     return bool(os.environ.get("MAILBOT_CONFIG"))
 
 
@@ -159,10 +169,10 @@ def cmd_config_check(args) -> int:
 
     from .preflight import run
 
-    checks = run(_load(args), connect=args.connect)
+    checks = run(_load(args), connect=args.connect, config_path=args.config or os.environ.get("MAILBOT_CONFIG"))
     console = Console()
     for check in checks:
-        mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
+        mark = "[yellow]![/yellow]" if check.warning else "[green]✓[/green]" if check.ok else "[red]✗[/red]"
         console.print(f"{mark} {check.what}：{check.detail}")
     return 0 if all(c.ok for c in checks) else 1
 
@@ -279,9 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line. Everything it creates is owner-only (umask 077: directories 0700,
+    files 0600): the database, the archive and the digests hold names and ID numbers. The old
+    umask is restored on return, for callers that run commands in their own process."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    umask = os.umask(0o077)
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -295,3 +309,5 @@ def main(argv: list[str] | None = None) -> int:
     except MailbotError as exc:
         print(f"mailbot: {exc}", file=sys.stderr)
         return 1
+    finally:
+        os.umask(umask)

@@ -1,8 +1,8 @@
 """One YAML file -> typed, validated objects, parsed once at start and passed explicitly.
 
 A file describes either one office (the keys `office`, `imap`, `smtp`, `departments`, ... at
-the top) or several (`offices: [...]`, each with those keys); `database` and `archive` are
-shared by all offices of a deployment.
+the top) or several (`offices: [...]`, each with those keys); `database`, `archive`, `city`
+and `secrets_file` are shared by all offices of a deployment.
 """
 from __future__ import annotations
 
@@ -279,7 +279,8 @@ class OfficeConfig(_Model):
 
 
 _OFFICE_KEYS = set(OfficeConfig.model_fields)
-_SHARED_KEYS = {"database", "archive", "city"}
+_SHARED_KEYS = {"database", "archive", "city", "secrets_file"}
+SECRETS_FILE = Path("/etc/mailbot/secrets.env")  # the EnvironmentFile of config/mailbot.service
 
 
 class City(_Model):
@@ -294,6 +295,7 @@ class Config(_Model):
     database: Database = Database()
     archive: Archive = Archive()
     city: City | None = None
+    secrets_file: Path | None = None  # where the passwords live (default SECRETS_FILE): `config check` looks at who may read it
     offices: list[OfficeConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from . import annotate, archive, faults, letters, message, rules, store
+from .codes import mask_ids
 from .config import OfficeConfig
 from .decision import Decision, decide  # noqa: F401  (decide: intake.decide, as callers know it)
 from .models import Message, Outgoing, Row, Submission, utcnow
@@ -130,7 +131,7 @@ def _record_bounce(session, office: OfficeConfig, mail: message.Mail) -> None:
     ids = [i for i in mail.quoted_ids + mail.references + [mail.in_reply_to] if i and letters.is_ours(office, i)]
     for out in session.exec(select(Outgoing).where(Outgoing.office == office.id, Outgoing.message_id.in_(ids))).scalars():
         out.status = "bounced"
-        out.last_error = (mail.diagnostic or letters.one_line(mail.subject))[:500]
+        out.last_error = mask_ids(mail.diagnostic or letters.one_line(mail.subject))[:500]  # may quote our subject
         log.warning("outbox=<%s> bounced: %s", out.message_id, out.last_error)
 
 

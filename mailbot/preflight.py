@@ -5,14 +5,18 @@ NetEase's "Unsafe Login", an unverifiable certificate, a missing folder, a close
 """
 from __future__ import annotations
 
+import os
 import smtplib
 import socket
 import ssl
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from imap_tools.errors import MailboxFolderSelectError, MailboxLoginError
+from sqlalchemy.engine import make_url
 
-from .config import Config, OfficeConfig
+from .config import SECRETS_FILE, Config, OfficeConfig
 from .errors import ConfigError
 from .mailbox import Mailbox
 
@@ -22,6 +26,7 @@ class Check:
     what: str
     ok: bool
     detail: str
+    warning: bool = False  # ok, but the admin should act: shown, and the exit status stays 0
 
 
 def _network(exc: BaseException, host: str, port: int) -> str | None:
@@ -84,12 +89,59 @@ def check_smtp(office: OfficeConfig) -> Check:
         return Check(what, False, _network(exc, cfg.host, cfg.port) or f"{type(exc).__name__}: {exc}")
 
 
-def run(config: Config, connect: bool) -> list[Check]:
+def shared_addresses(config: Config) -> list[Check]:
+    """An address registered in two offices (within one it is refused): each office then
+    counts its mail as its own department's, and both send it reminders and notices."""
+    owners: dict[str, list[str]] = {}
+    for office in config.offices:
+        for dept in office.departments:
+            for email in dept.emails:
+                owners.setdefault(email, []).append(f"{office.id}（{dept.name}）")
+    return [Check(f"邮箱登记 {email}", True,
+                  f"该邮箱同时登记在 {len(where)} 个办公室：{'、'.join(where)}。它发往哪个办公室邮箱的清单就计为该办公室"
+                  "对应单位的报送，各办公室也都会向它发送催报和通知；如非有意，请在配置中只保留一处。", warning=True)
+            for email, where in owners.items() if len(where) > 1]
+
+
+_PERSONAL = "其中有单位名称、身份证号等个人信息（安全保密）"
+
+
+def _exposed(path: Path, what: str, holds: str, fix: str) -> Check | None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if not mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IXOTH):
+        return None
+    return Check(f"文件权限 {path}", True, f"{what}可被本机其他用户访问（权限 {stat.filemode(mode)}），{holds}。"
+                                       f"请执行：{fix}", warning=True)
+
+
+def exposed_files(config: Config, config_path: str | os.PathLike | None) -> list[Check]:
+    """Data at rest must be owner-only: the database and the raw-mail archive hold names and
+    ID numbers, and were created readable by every local user (umask 022) before issue 14."""
+    found = []
+    url = make_url(config.database.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        db = Path(url.database)
+        found += [_exposed(db.parent, "数据库所在目录", _PERSONAL, f"chmod -R go-rwx {db.parent}"),
+                  _exposed(db, "数据库文件", _PERSONAL, f"chmod go-rwx {db}*")]
+    archive = Path(config.archive.dir)
+    found.append(_exposed(archive, "邮件存档目录", _PERSONAL, f"chmod -R go-rwx {archive}"))
+    if config_path:
+        found.append(_exposed(Path(config_path), "配置文件", "其中有各单位的邮箱地址", f"chmod o-rwx {config_path}"))
+    secrets = config.secrets_file or SECRETS_FILE
+    found.append(_exposed(secrets, "密码文件", "其中有邮箱的客户端授权码", f"chmod 600 {secrets}"))
+    return [c for c in found if c is not None]
+
+
+def run(config: Config, connect: bool, config_path: str | os.PathLike | None = None) -> list[Check]:
     checks = []
+    database = make_url(config.database.url).render_as_string(hide_password=True)
     for office in config.offices:
         checks.append(Check(f"配置（{office.id}）", True,
                             f"{office.office.name}，{len(office.departments)} 个单位，"
-                            f"截止日每月{office.schedule.deadline_day}日，数据库 {config.database.url}"))
+                            f"截止日每月{office.schedule.deadline_day}日，数据库 {database}"))
         if connect:
             checks += [check_imap(office), check_smtp(office)]
-    return checks
+    return checks + shared_addresses(config) + exposed_files(config, config_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -27,10 +28,11 @@ def open_engine(url: str) -> Engine:
     """Create the engine (and the SQLite file's directory); does not migrate."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+        _owner_only(Path(parsed.database))
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+                           hide_parameters=True)  # an error's text must not quote a row (names, ID numbers)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):
@@ -48,6 +50,16 @@ def open_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _owner_only(database: Path) -> None:
+    """Create the SQLite file's directory 0700 and the file 0600 whatever the umask: SQLite
+    gives its -wal and -shm files the database file's mode."""
+    database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def migrate(engine: Engine) -> None:
@@ -163,7 +175,7 @@ class Lease:
             return True
         self.release()
         # a connection outside the pool: held for as long as the office is ours
-        conn = create_engine(self.engine.url, poolclass=NullPool).connect()
+        conn = create_engine(self.engine.url, poolclass=NullPool, hide_parameters=True).connect()
         try:
             got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar()
             conn.commit()

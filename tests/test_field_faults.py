@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,10 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from mailbot import archive, config as config_mod, digest, message, runner, store
-from mailbot.models import Message, Submission
+from mailbot.models import Message, Outgoing, Submission
 from tests import factory
 
 
@@ -305,3 +307,114 @@ def test_poll_once_beside_a_running_daemon_is_refused_on_postgres(
     done = _cli("--config", str(path), "poll", "--once", env_extra=env)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "办公室 default 的邮箱正由另一个 mailbot 守护进程处理" in done.stderr
+
+
+# ---------------------------------------------------------------- item 10: one address, two offices
+
+def _two_offices(tmp_var, shared: str) -> dict:
+    offices = []
+    for office_id in ("zanhuang", "yuanshi"):
+        depts = [{"id": "d0", "name": f"{office_id}县财政局", "emails": [f"d0@{office_id}.gov.cn"]},
+                 {"id": "d1", "name": f"{office_id}县教育局", "emails": [f"d1@{office_id}.gov.cn", shared]}]
+        offices.append({"office": {"id": office_id, "name": f"{office_id}县信用办", "address": f"xyb@{office_id}.example"},
+                        "imap": {"host": "127.0.0.1", "user": "u", "security": "none"},
+                        "smtp": {"host": "127.0.0.1", "security": "none"}, "departments": depts})
+    return {"database": {"url": f"sqlite:///{tmp_var}/mailbot.db"}, "archive": {"dir": str(tmp_var / "archive")},
+            "offices": offices}
+
+
+def test_config_check_warns_about_an_address_registered_in_two_offices(tmp_var):
+    path = factory.write_config(tmp_var / "mailbot.yaml", _two_offices(tmp_var, "clerk@163.com"))
+    os.chmod(path, 0o600)
+    done = _cli("--config", str(path), "config", "check")
+    assert done.returncode == 0, done.stdout + done.stderr  # a warning, not an error
+    assert "! 邮箱登记 clerk@163.com：该邮箱同时登记在 2 个办公室：zanhuang（zanhuang县教育局）、yuanshi（yuanshi县教育局）" \
+        in done.stdout.replace("\n", "")
+    data = _two_offices(tmp_var, "clerk@163.com")
+    data["offices"] = data["offices"][:1]
+    alone = factory.write_config(tmp_var / "alone.yaml", data)
+    os.chmod(alone, 0o600)
+    assert "邮箱登记" not in _cli("--config", str(alone), "config", "check").stdout
+
+
+# ---------------------------------------------------------------- item 11: data at rest, and the log
+
+ID_NUMBER = "11010519491231002X"
+
+
+def _modes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): oct(p.stat().st_mode & 0o777) for p in [root, *root.rglob("*")]}
+
+
+def test_what_mailbot_writes_is_owner_only_whatever_the_umask(setup, tmp_path):
+    """The database, the archive and the digests were created 0644 (umask 022): every local
+    user could read names and ID numbers."""
+    env = {"TEST_IMAP_PASSWORD": setup.account.password}
+    setup.account.append(factory.mail(), date=factory.ON_TIME)
+    old = os.umask(0o022)
+    try:
+        assert _cli("--config", str(setup.config_path), "poll", "--once", env_extra=env).returncode == 0
+        out = tmp_path / "digests"
+        assert _cli("--config", str(setup.config_path), "digest", "--period", "2026-11", "--out", str(out),
+                    env_extra=env).returncode == 0
+        engine = store.connect(f"sqlite:///{tmp_path}/lib/fresh.db")  # the library alone, without the CLI's umask
+        archive.put(tmp_path / "lib" / "archive", b"From: a@b.cn\r\n\r\nx")
+        engine.dispose()
+    finally:
+        os.umask(old)
+    var = _modes(setup.var)
+    var.pop(".")  # the test made var/ itself
+    assert var.pop("mailbot.yaml") and var.pop("mailbot.db.lock", "0o600") == "0o600"
+    assert {k for k, m in var.items() if m != ("0o700" if (setup.var / k).is_dir() else "0o600")} == set(), var
+    assert any(k.endswith(".eml") for k in var) and "mailbot.db" in var
+    digests = _modes(out)
+    assert len(digests) == 3 and set(digests.values()) == {"0o700", "0o600"}, digests
+    lib = _modes(tmp_path / "lib")
+    assert {m for k, m in lib.items() if k != "."} == {"0o700", "0o600"} and lib["fresh.db"] == "0o600", lib
+    unit = (Path(__file__).parent.parent / "config" / "mailbot.service").read_text()
+    assert re.search(r"(?m)^UMask=0077$", unit)
+
+
+def test_config_check_warns_when_other_users_can_read_the_data_the_config_or_the_secrets(setup, tmp_path):
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("TEST_IMAP_PASSWORD=x\n")
+    data = yaml.safe_load(setup.config_path.read_text(encoding="utf-8"))
+    data["secrets_file"] = str(secrets)
+    path = factory.write_config(setup.var / "mailbot.yaml", data)
+    setup.account.append(factory.mail(), date=factory.ON_TIME)
+    setup.poll()  # the database and the archive exist
+    for p in (setup.var, setup.var / "archive", setup.var / "mailbot.db", path, secrets):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    done = _cli("--config", str(path), "config", "check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    shown = done.stdout.replace("\n", "")
+    for what, fix in ((setup.var, f"chmod -R go-rwx {setup.var}"), (setup.var / "mailbot.db", "chmod go-rwx"),
+                      (setup.var / "archive", f"chmod -R go-rwx {setup.var / 'archive'}"),
+                      (path, f"chmod o-rwx {path}"), (secrets, f"chmod 600 {secrets}")):
+        assert f"! 文件权限 {what}：" in shown and fix in shown, (what, shown)
+    subprocess.run(["chmod", "-R", "go-rwx", str(setup.var), str(secrets)], check=True)
+    assert "文件权限" not in _cli("--config", str(path), "config", "check").stdout
+
+
+def test_no_log_line_carries_an_id_number_or_the_password(setup):
+    """A bounce's subject quoting our receipt, and a Message-ID, put ID numbers in the journal."""
+    env = {"TEST_IMAP_PASSWORD": setup.account.password}
+    rows = [(f"张某（{ID_NUMBER}）", "个体工商户登记", dt.date(2026, 11, 3), "经信用中国查询，无失信记录", "无")]
+    setup.account.append(factory.mail(subject=f"2026年11月清单 张某{ID_NUMBER}", message_id=f"<{ID_NUMBER}.x@qq.com>",
+                                      attachments=(("清单.xlsx", factory.checklist_xlsx(rows), factory.XLSX),)),
+                         date=factory.ON_TIME)
+    first = _cli("--config", str(setup.config_path), "-v", "poll", "--once", env_extra=env)
+    [receipt] = setup.smtp.wait_for(1)
+    assert ID_NUMBER in receipt.message["Subject"]  # the department's own receipt shows it whole
+    bounce = (f"From: postmaster@qq.com\r\nTo: office@example.test\r\nSubject: 退信：{receipt.message['Subject']}\r\n"
+              f"Message-ID: <bounce-{uuid.uuid4().hex}@qq.com>\r\nIn-Reply-To: {receipt.message['Message-ID']}\r\n"
+              "Content-Type: text/plain; charset=utf-8\r\n\r\n很抱歉，您的邮件未能送达。\r\n").encode()
+    setup.account.append(bounce, date=factory.ON_TIME)
+    second = _cli("--config", str(setup.config_path), "-v", "poll", "--once", env_extra=env)
+    log = first.stderr + second.stderr
+    assert first.returncode == second.returncode == 0, log[-3000:]
+    leaks = [line for line in log.splitlines() if ID_NUMBER in line or setup.account.password in line]
+    assert leaks == []
+    assert re.search(r"bounced: .*110105\*{8}002X", log) and "message=<110105********002X.x@qq.com>" in log  # masked
+    [out] = setup.rows(Outgoing)
+    assert out.status == "bounced" and ID_NUMBER not in out.last_error
