@@ -161,7 +161,7 @@ def _quarantined(session, office: OfficeConfig, start: dt.datetime, end: dt.date
         Message.office == office.id, Message.status == "quarantined",
         Message.received_at >= start, Message.received_at < end).order_by(Message.received_at)).all()
     tz = office.office.tz
-    return [{"at": _local(r.received_at, tz), "sender": safe_text(r.sender), "subject": safe_text(r.subject),
+    return [{"at": _local(r.received_at, tz), "sender": safe_text(r.sender) or "（无发件人地址）", "subject": safe_text(r.subject),
              "why": QUARANTINE_ZH.get(r.kind, r.reason or r.kind), "kind": r.kind} for r in rows]
 
 

@@ -71,7 +71,7 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
         row = Message(
             office=office.id, folder=fetched.folder, uidvalidity=fetched.uidvalidity, uid=fetched.uid,
             message_id=mail.message_id if mail else "", sha256=sha, size=len(fetched.raw),
-            sender=mail.sender if mail else "", subject=letters.one_line(mail.subject, 500) if mail else "",
+            sender=(mail.sender or mail.from_header) if mail else "", subject=letters.one_line(mail.subject, 500) if mail else "",
             received_at=fetched.arrived, kind=decision.kind, status=decision.status, reason=decision.reason,
             detail=decision.detail, department_id=decision.department.id if decision.department else None,
             destination=imap.quarantine_folder if decision.status == "quarantined" else imap.processed_folder,

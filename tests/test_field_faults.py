@@ -149,6 +149,7 @@ def test_an_unparseable_from_is_quarantined_not_ignored_as_a_bounce_and_real_bou
     assert [(rows[f"bad{i}@example.gov.cn"].status, rows[f"bad{i}@example.gov.cn"].kind) for i in range(4)] == \
         [("quarantined", "bad_sender")] * 4
     assert "a@reg@evil" in rows["bad0@example.gov.cn"].detail
+    assert [rows[f"bad{i}@example.gov.cn"].sender for i in range(2)] == ["a@reg@evil", ""]  # what From said
     assert [(rows[f"bounce{i}@mx.example"].status, rows[f"bounce{i}@mx.example"].kind) for i in range(3)] == \
         [("ignored", "bounce")] * 3
     assert setup.rows(Submission) == [] and setup.smtp.messages == []
@@ -163,7 +164,7 @@ def test_an_unparseable_from_is_quarantined_not_ignored_as_a_bounce_and_real_bou
     runner.deliver(setup.engine, setup.office)
     [weekly] = setup.smtp.wait_for(1)
     html = weekly.message.get_body(preferencelist=("html",)).get_content()
-    assert html.count("发件人地址缺失、有多个或格式错误") == 4
+    assert html.count("发件人地址缺失、有多个或格式错误") == 4 and "，a@reg@evil，" in html and "，（无发件人地址），" in html
     assert html.count("发件人名称显示为已登记邮箱，但实际发件邮箱不同（疑似冒用）") == 1 and "attacker@evil.example" in html
 
 
