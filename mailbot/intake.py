@@ -25,12 +25,13 @@ def _rows(office: OfficeConfig, decision: Decision) -> list[Row]:
     if decision.checklist is None or decision.status != "accepted":
         return []
     out = []
+    text = lambda row, key: message.storable(row.text(key))  # noqa: E731  (an .xls cell may hold a NUL)
     for row in decision.checklist.rows:
         out.append(Row(
             office=office.id, submission_id=0, row_no=row.row_no,
-            entity=row.text("entity"), matter=row.text("matter"),
-            date=decision.checked.dates.get(row.row_no), date_raw=row.text("date"),
-            usage=row.text("usage"), measure=row.text("measure"),
+            entity=text(row, "entity"), matter=text(row, "matter"),
+            date=decision.checked.dates.get(row.row_no), date_raw=text(row, "date"),
+            usage=text(row, "usage"), measure=text(row, "measure"),
             derived=decision.checked.derived.get(row.row_no, {}),
         ))
     return out
@@ -101,9 +102,9 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
                 period=decision.period, period_source=decision.period_source, received_at=fetched.arrived,
                 accepted=accepted, late=late, version=versions + 1,
                 replaces_id=replaced.id if replaced else None,
-                unit=cl.unit if cl else "", submitter=cl.submitter if cl else "",
+                unit=message.storable(cl.unit) if cl else "", submitter=message.storable(cl.submitter) if cl else "",
                 report_date=rules.report_date(cl) if cl else None, nil_report=bool(cl and cl.nil_report),
-                filename=decision.filename, sheet=cl.sheet if cl else "",
+                filename=decision.filename, sheet=message.storable(cl.sheet) if cl else "",
                 problems=[p.as_dict() for p in decision.problems],
             )
             rows = _rows(office, decision)

@@ -19,7 +19,7 @@ import yaml
 from sqlalchemy import select
 
 from mailbot import archive, config as config_mod, digest, message, runner, store
-from mailbot.models import Message, Outgoing, Submission
+from mailbot.models import Message, Outgoing, Row, Submission
 from tests import factory
 
 
@@ -33,10 +33,11 @@ def _pg_setup(postgres_server, mailbox_account, smtp_server, tmp_var, monkeypatc
     return cfg, runner.open_store(cfg)
 
 
-def test_a_nul_in_a_header_is_stripped_and_the_next_mail_is_handled_on_postgres(
+def test_a_nul_in_a_header_or_a_cell_is_stripped_and_the_next_mail_is_handled_on_postgres(
         postgres_server, mailbox_account, smtp_server, tmp_var, monkeypatch):
     """`<=?utf-8?q?a=00b?=@x.test>` decodes to a NUL, which PostgreSQL refuses in text: the
-    commit raised DataError, the office backed off and re-fetched the same UID every cycle."""
+    commit raised DataError, the office backed off and re-fetched the same UID every cycle.
+    An .xls cell can hold a NUL too (BIFF strings are UTF-16)."""
     cfg, engine = _pg_setup(postgres_server, mailbox_account, smtp_server, tmp_var, monkeypatch)
     nul = "=?utf-8?q?a=00b?="
     raw = factory.mail(message_id="<placeholder@x.test>", subject="placeholder", attachments=(
@@ -46,22 +47,22 @@ def test_a_nul_in_a_header_is_stripped_and_the_next_mail_is_handled_on_postgres(
         b'filename="placeholder.xlsx"', f'filename="{nul}.xlsx"'.encode())
     assert raw.count(nul.encode()) == 3
     mailbox_account.append(raw, date=factory.ON_TIME)
-    mailbox_account.append(factory.mail(sender="czj@example.gov.cn", attachments=(
-        ("清单.xlsx", factory.checklist_xlsx(unit="赞皇县财政局"), factory.XLSX),)), date=factory.ON_TIME)
+    xls = (Path(__file__).parent / "data" / "checklists" / "official.xls").read_bytes()
+    at = xls.index("李四".encode("utf-16-le"))
+    xls = xls[:at] + "李\x00".encode("utf-16-le") + xls[at + 4:]  # same length: the file stays valid
+    mailbox_account.append(factory.mail(message_id="<xls@example.gov.cn>", attachments=(
+        ("清单.xls", xls, "application/vnd.ms-excel"),)), date=factory.ON_TIME)
     result = runner.poll_once(engine, cfg, cfg.office())
     assert result.handled == 2
     with store.reading(engine) as s:
-        rows = {m.sender: m for m in s.exec(select(Message)).scalars()}
-    first = rows["scjgj@example.gov.cn"]
-    assert (first.message_id, first.status) == ("ab@x.test", "accepted")
-    assert first.subject == "2026ab11" and rows["czj@example.gov.cn"].status == "accepted"
-    with store.reading(engine) as s:
-        assert sorted(s.exec(select(Submission.filename)).scalars()) == ["ab.xlsx", "清单.xlsx"]
-    assert mailbox_account.uids("INBOX") == []
+        rows = {m.message_id: m for m in s.exec(select(Message)).scalars()}
+        assert sorted(s.exec(select(Submission.filename)).scalars()) == ["ab.xlsx", "清单.xls"]
+        assert "李" in s.exec(select(Row.entity)).scalars().all()
+    assert sorted(rows) == ["ab@x.test", "xls@example.gov.cn"] and rows["ab@x.test"].subject == "2026ab11"
+    assert {m.status for m in rows.values()} == {"accepted"} and mailbox_account.uids("INBOX") == []
     receipts = smtp_server.wait_for(2)
-    assert sorted(m.rcpt_tos for m in receipts) == [("czj@example.gov.cn",), ("scjgj@example.gov.cn",)]
-    answer = next(m for m in receipts if m.rcpt_tos == ("scjgj@example.gov.cn",))
-    assert answer.message["In-Reply-To"] == "<ab@x.test>" and b"\x00" not in answer.raw
+    assert {m.message["In-Reply-To"] for m in receipts} == {"<ab@x.test>", "<xls@example.gov.cn>"}
+    assert not any(b"\x00" in m.raw for m in receipts)
 
 
 # ---------------------------------------------------------------- item 8: who sent it
