@@ -108,18 +108,19 @@ def test_the_actual_address_decides_and_a_registered_display_name_over_another_i
     tricks = [b"scjgj@example.gov.cn <attacker@evil.example>",
               b'"scjgj@example.gov.cn" <attacker@evil.example>',
               b"=?utf-8?b?" + base64.b64encode("市场监管局 scjgj@example.gov.cn".encode()) + b"?= <attacker@evil.example>",
+              b"office@example.test <attacker@evil.example>",  # the office's own address as the name
               b"czj@example.gov.cn <scjgj@example.gov.cn>"]  # another department's address as the name
     for i, sender in enumerate(tricks):
         setup.account.append(_from(sender, forged, message_id=f"<trick{i}@evil.example>"), date=factory.ON_TIME)
     setup.poll()
     rows = {m.message_id: m for m in setup.rows(Message)}
-    assert [(rows[f"trick{i}@evil.example"].status, rows[f"trick{i}@evil.example"].kind) for i in range(4)] == \
-        [("quarantined", "suspicious_sender")] * 4
-    assert [rows[f"trick{i}@evil.example"].sender for i in range(4)] == ["attacker@evil.example"] * 3 + ["scjgj@example.gov.cn"]
+    assert [(rows[f"trick{i}@evil.example"].status, rows[f"trick{i}@evil.example"].kind) for i in range(5)] == \
+        [("quarantined", "suspicious_sender")] * 5
+    assert [rows[f"trick{i}@evil.example"].sender for i in range(5)] == ["attacker@evil.example"] * 4 + ["scjgj@example.gov.cn"]
     [submission] = setup.rows(Submission)  # the genuine one, still in force: nothing replaced it
     assert submission.accepted and submission.message_pk == rows["genuine@example.gov.cn"].id
     assert len(setup.smtp.wait_for(1)) == 1  # the genuine receipt only: the forgeries got no answer
-    assert len(setup.account.uids("待人工处理")) == 4 and setup.account.uids("INBOX") == []
+    assert len(setup.account.uids("待人工处理")) == 5 and setup.account.uids("INBOX") == []
 
 
 def test_a_display_name_naming_the_senders_own_address_or_a_colleagues_is_no_trick(setup):
