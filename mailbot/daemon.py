@@ -41,10 +41,6 @@ LEASE_RETRY_SECONDS = 20  # a standby daemon takes an office over within this (p
 class AlreadyRunning(MailbotError):
     """Another mailbot holds the database's lock (SQLite) or an office's lease (PostgreSQL)."""
 
-    def __init__(self, message: str, pid: int | None = None):
-        self.pid = pid
-        super().__init__(message)
-
 
 _BUSY = {  # what the command refused says, {who} being the other process and what it holds
     "run": "{who}，不能再启动一个守护进程。",
@@ -73,7 +69,7 @@ def exclusive(engine: Engine, command: str = "run") -> Iterator[None]:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
         who = f"另一个 mailbot（进程 {holder or '?'}）正在使用数据库 {url.database}"
-        raise AlreadyRunning(_BUSY[command].format(who=who), int(holder) if holder.isdigit() else None) from None
+        raise AlreadyRunning(_BUSY[command].format(who=who)) from None
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
