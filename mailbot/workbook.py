@@ -435,7 +435,7 @@ def _read_openpyxl(data: bytes, name: str, limits: Limits, scan: _Scan) -> list[
                 ws.reset_dimensions()  # WPS writes <dimension ref="A1"/> whatever the content
                 rows = _rows(ws.iter_rows(values_only=True), name, ws.title, limits)
                 refs = scan.merges.get(str(getattr(ws, "_worksheet_path", "")).lstrip("/"), [])
-                merged = [(r0, c0, r1, c1) for c0, r0, c1, r1 in map(range_boundaries, refs)]
+                merged = sorted((r0, c0, r1, c1) for c0, r0, c1, r1 in map(range_boundaries, refs))
                 active = wb.sheetnames.index(ws.title) == scan.active
                 sheets.append(Sheet(ws.title, rows, merged, ws.sheet_state != "visible", active))
         finally:

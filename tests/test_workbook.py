@@ -5,6 +5,7 @@ import csv
 import datetime as dt
 import io
 import random
+import re
 import resource
 import struct
 import subprocess
@@ -450,6 +451,95 @@ def test_row_numbered_a_billion_does_not_spin():
         assert time.perf_counter() - start < 3
     sheet = sheet.replace(b"1000000000", b"1048576")
     assert codes(rejected(tiny_xlsx(f"{SST}<si><t>x</t></si></sst>".encode(), sheet), "a.xlsx")) == ["too_many_rows"]
+
+
+# ---------------------------------------------------------------- calamine in this process, and what never reaches it
+
+NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+X_SST = f"{SST}<si><t>x</t></si></sst>".encode()
+
+
+def sheet_xml(cells: str, attrs: str = "") -> bytes:
+    return f"<worksheet {NS}{attrs}><sheetData>{cells}</sheetData></worksheet>".encode()
+
+
+@pytest.fixture
+def no_calamine(monkeypatch):
+    """calamine must not be called in this process (a failed Rust allocation aborts it)."""
+    import python_calamine
+
+    def refuse(*_a, **_k):
+        raise AssertionError("calamine called in-process")
+    monkeypatch.setattr(python_calamine.CalamineWorkbook, "from_filelike", refuse)
+
+
+@pytest.fixture
+def no_openpyxl(monkeypatch):
+    import mailbot.workbook
+
+    def refuse(*_a, **_k):
+        raise AssertionError("openpyxl called")
+    monkeypatch.setattr(mailbot.workbook.openpyxl, "load_workbook", refuse)
+
+
+def test_plain_xlsx_is_read_by_calamine_not_openpyxl(no_openpyxl):
+    sheet = read(fixture("official.xlsx"), "清单.xlsx", LIMITS).sheets[0]
+    assert sheet.rows[4] == HEADER and sheet.merged == [(1, 1, 1, 5)] and sheet.active
+    assert sheet.rows[3] == ("报送日期：", dt.datetime(2026, 11, 20))  # a datetime, as openpyxl gives it
+
+
+def test_calamine_and_openpyxl_give_the_same_cells(monkeypatch):
+    """Every committed .xlsx: the same rows, merges, hidden and active flags from both readers."""
+    import mailbot.workbook
+
+    names = sorted(Path(DATA.parent).glob("*/*.xlsx"))
+    assert len(names) >= 15
+    fast = {p: read(p.read_bytes(), p.name, LIMITS) for p in names}
+    monkeypatch.setattr(mailbot.workbook, "_ODD_CELL", re.compile(rb"<"))  # every file looks odd: openpyxl reads it
+    for p in names:
+        careful = read(p.read_bytes(), p.name, LIMITS)
+        assert careful.sheets == fast[p].sheets, p
+
+
+@pytest.mark.parametrize("why, data, outcome", [
+    ("a value at XFD1048576: calamine allocates every cell up to it",
+     tiny_xlsx(X_SST, sheet_xml('<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+                                '<row r="1048576"><c r="XFD1048576" t="s"><v>0</v></c></row>')), "too_many_rows"),
+    ("a value in the column after the limit", tiny_xlsx(X_SST, sheet_xml('<row r="1"><c r="AY1" t="s"><v>0</v></c></row>')),
+     "too_many_columns"),
+    ("sharedStrings announcing 4 trillion strings: calamine reserves room for them",
+     tiny_xlsx(X_SST.replace(b'uniqueCount="1"', b'uniqueCount="4000000000000"')), [("x",)]),
+    ("cells without a position: calamine counts them itself",
+     tiny_xlsx(X_SST, sheet_xml('<row><c t="s"><v>0</v></c><c t="s"><v>0</v></c></row>')), [("x", "x")]),
+    ("a prefixed cell: calamine reads <x:c> as a cell",
+     tiny_xlsx(X_SST, f'<x:worksheet {NS.replace("xmlns", "xmlns:x")}><x:sheetData><x:row r="1"><x:c r="B1" t="s">'
+                      '<x:v>0</x:v></x:c></x:row></x:sheetData></x:worksheet>'.encode()), [(None, "x")]),
+])
+def test_what_calamine_cannot_bound_is_read_by_openpyxl(no_calamine, why, data, outcome):
+    if isinstance(outcome, str):
+        assert codes(rejected(data, "a.xlsx")) == [outcome], why
+    else:
+        assert read(data, "a.xlsx", LIMITS).sheets[0].rows == outcome, why
+
+
+def test_calamine_does_abort_on_those_files():
+    """Why the scan exists: in a child with 2 GB of address space, calamine kills the process."""
+    far = tiny_xlsx(X_SST, sheet_xml('<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+                                     '<row r="1048576"><c r="XFD1048576" t="s"><v>0</v></c></row>'))
+    strings = tiny_xlsx(X_SST.replace(b'uniqueCount="1"', b'uniqueCount="4000000000000"'))
+    code = ("import io, resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+            "from python_calamine import CalamineWorkbook\n"
+            "CalamineWorkbook.from_filelike(io.BytesIO(sys.stdin.buffer.read())).get_sheet_by_index(0).to_python()")
+    for data in (far, strings):
+        child = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=60)
+        assert child.returncode < 0 and b"memory allocation" in child.stderr
+
+
+def test_a_tag_cut_at_a_chunk_boundary_is_not_odd(no_openpyxl):
+    """The scan reads 64 KiB at a time: '<c r="A1"' cut after '<c ' must not send the file to openpyxl."""
+    rows = "".join(f'<row r="{i}"><c r="A{i}" t="s"><v>0</v></c></row>' for i in range(1, 20001))
+    data = tiny_xlsx(X_SST, sheet_xml(rows))
+    assert len(read(data, "a.xlsx", LIMITS).sheets[0].rows) == 20000
 
 
 # ---------------------------------------------------------------- zip bombs
