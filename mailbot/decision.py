@@ -47,19 +47,50 @@ class Decision:
         return self.department is not None and self.kind == "checklist"
 
 
-def _candidates(mail: message.Mail) -> list[tuple[str, message.Attachment]]:
+def _unwrapped(office: OfficeConfig, mail: message.Mail) -> list[message.Attachment]:
+    """The mail's attachments, with each Outlook winmail.dat replaced by the files inside it."""
+    out = []
+    for att in mail.attachments:
+        if workbook.sniff(att.data) != "tnef":
+            out.append(att)
+            continue
+        try:
+            files = workbook.tnef_files(att.data, att.filename, office.limits)
+        except Rejected:
+            out.append(att)  # reading it will say what is wrong
+            continue
+        out += [message.Attachment(name, "application/octet-stream", data, att.forwarded) for name, data in files]
+    return out
+
+
+def _candidates(attachments: list[message.Attachment]) -> list[tuple[str, message.Attachment]]:
     """Attachments that may hold the checklist, most likely first; scans and images are not."""
     found = []
-    for att in mail.attachments:
+    for att in attachments:
         kind = workbook.sniff(att.data)
         named = att.filename.lower().endswith(_TABLE_NAMES)
-        if kind in ("xlsx", "xls", "docx", "zip", "encrypted"):
+        if kind in ("xlsx", "xls", "ods", "docx", "zip", "tnef", "encrypted"):
             found.append((0, kind, att))
         elif kind == "csv" and (named or att.filename.lower().endswith(".txt")):
             found.append((1, kind, att))
         elif kind == "unknown" and named:
             found.append((2, kind, att))
     return [(kind, att) for _rank, kind, att in sorted(found, key=lambda f: f[0])]
+
+
+def _other_formats(attachments: list[message.Attachment], limits) -> list[Problem]:
+    """What the sender is told about each attached file of another kind than a table (a body's inline
+    pictures aside), one message per kind of file."""
+    problems: dict[str, Problem] = {}
+    for att in attachments:
+        kind = workbook.sniff(att.data)
+        if kind not in workbook.NOT_TABLES or kind in problems or att.inline or not att.filename:
+            continue
+        try:
+            workbook.read(att.data, att.filename, limits)
+        except Rejected as exc:
+            problems[kind] = exc.problems[0]
+    return list(problems.values())
 
 
 def _read(office: OfficeConfig, candidates) -> tuple[message.Attachment, checklist_mod.Checklist]:
@@ -108,7 +139,8 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
         return Decision("rejected", "too_large", reason="too_large", mail=mail, department=dept,
                         period=rules.reporting_period(mail.subject, None, local_day)[0],
                         problems=[Problem("too_large", f"邮件超过{limit}MB，系统未能读取。请只附上情况清单表格（无需附扫描件），或将表格压缩后重新发送。")])
-    candidates = _candidates(mail)
+    attachments = _unwrapped(office, mail)
+    candidates = _candidates(attachments)
     if not candidates and _LARGE_LINK.search(mail.text):
         return Decision("rejected", "no_checklist", reason="large_attachment_link", mail=mail, department=dept,
                         period=rules.reporting_period(mail.subject, None, local_day)[0],
@@ -116,9 +148,12 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
                                           "邮件中的文件是以“超大附件”下载链接的形式发送的，系统无法自动下载。"
                                           "请将情况清单表格作为普通附件重新发送（表格文件一般很小；如文件较大，可删除其中的图片或另存为.xlsx格式后再发送）。")])
     if not candidates:
-        return Decision("rejected", "no_checklist", reason="no_checklist", mail=mail, department=dept,
-                        attach_template=True, period=rules.reporting_period(mail.subject, None, local_day)[0],
-                        problems=[Problem("no_checklist", "邮件中未找到情况清单附件。请将填写好的情况清单（Excel表格）作为附件发送。")])
+        # a scan, a photo or a Word 97 file instead of the table: say what each one is
+        others = _other_formats(attachments, office.limits)
+        return Decision("rejected", "no_checklist", reason="not_a_table" if others else "no_checklist", mail=mail,
+                        department=dept, attach_template=True,
+                        period=rules.reporting_period(mail.subject, None, local_day)[0],
+                        problems=others or [Problem("no_checklist", "邮件中未找到情况清单附件。请将填写好的情况清单（Excel表格）作为附件发送。")])
     try:
         att, parsed = _read(office, candidates)
     except Rejected as exc:

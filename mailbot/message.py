@@ -45,6 +45,7 @@ class Attachment:
     content_type: str
     data: bytes
     forwarded: bool = False  # found inside an attached message/rfc822
+    inline: bool = False  # a picture shown in the body (a Content-ID, not disposition attachment), not a file sent
 
 
 @dataclass
@@ -241,7 +242,9 @@ def _attachment(part: EmailMessage, forwarded: bool) -> Attachment:
     data = part.get_payload(decode=True)
     if data is None:
         data = b""
-    return Attachment(filename=filename_of(part), content_type=part.get_content_type(), data=data, forwarded=forwarded)
+    inline = part.get("content-id") is not None and part.get_content_disposition() != "attachment"
+    return Attachment(filename=filename_of(part), content_type=part.get_content_type(), data=data, forwarded=forwarded,
+                      inline=inline)
 
 
 def _address(value: str) -> tuple[str, str]:

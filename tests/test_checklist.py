@@ -117,6 +117,30 @@ def test_pdf_scan_beside_the_workbook_is_ignored():
     assert not any("pdf" in p.message.lower() for p in decision.problems)
 
 
+def test_scan_photo_or_word_97_instead_of_the_table_are_named_in_the_receipt():
+    for name, words in (("doc_only.eml", ["Word 97-2003文档（.doc）"]), ("scan_only.eml", ["PDF文件", "是图片"])):
+        decision = intake.decide(office(), (DATA / name).read_bytes(), factory.ON_TIME)
+        assert decision.status == "rejected" and decision.kind == "no_checklist" and decision.attach_template
+        assert decision.reason == "not_a_table"
+        assert [any(w in p.message for p in decision.problems) for w in words] == [True] * len(words)
+        assert not any("损坏" in p.message for p in decision.problems)
+
+
+def test_a_picture_in_the_body_is_not_a_file_to_talk_about():
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "scjgj@example.gov.cn", "office@example.test", "2026年11月情况清单"
+    msg["Message-ID"] = "<inline-1@example.gov.cn>"
+    msg.set_content("附件为本单位情况清单。")
+    msg.add_alternative('<p>附件为本单位情况清单。<img src="cid:logo1"></p>', subtype="html")
+    msg.get_payload()[1].add_related(b"\x89PNG\r\n\x1a\n" + bytes(32), "image", "png", cid="<logo1>", filename="image001.png",
+                                    disposition="inline")  # as Outlook sends a signature logo
+    decision = intake.decide(office(), msg.as_bytes(), factory.ON_TIME)
+    assert [a.inline for a in decision.mail.attachments] == [True]
+    assert [p.code for p in decision.problems] == ["no_checklist"]  # forgot the file: not "your picture is no table"
+
+
 # ---------------------------------------------------------------- parse details
 
 def sheet(*rows, merged=(), name="清单", hidden=False) -> Sheet:

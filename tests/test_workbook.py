@@ -542,6 +542,89 @@ def test_a_tag_cut_at_a_chunk_boundary_is_not_odd(no_openpyxl):
     assert len(read(data, "a.xlsx", LIMITS).sheets[0].rows) == 20000
 
 
+# ---------------------------------------------------------------- other programs' formats
+
+CHECKLISTS = DATA.parent / "checklists"
+
+
+def office_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, body in members.items():
+            zf.writestr(name, body)
+    return buf.getvalue()
+
+
+OTHER_FORMATS = {  # name -> (bytes, kind, words the message must hold)
+    "清单.doc": ((CHECKLISTS / "word97.doc").read_bytes(), "doc", "Word 97-2003文档（.doc）"),
+    "清单.odt": (office_zip({"mimetype": b"application/vnd.oasis.opendocument.text", "content.xml": b"<x/>"}), "odt",
+                "OpenDocument文本文档"),
+    "汇报.pptx": (office_zip({"[Content_Types].xml": b"<x/>", "ppt/presentation.xml": b"<x/>"}), "presentation", "演示文稿"),
+    "清单.rar": (b"Rar!\x1a\x07\x01\x00" + bytes(64), "archive", "RAR或7z格式的压缩包"),
+    "清单.7z": (b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(64), "archive", "RAR或7z格式的压缩包"),
+    "扫描件.pdf": (b"%PDF-1.4 ...", "pdf", "PDF文件"),
+    "照片.bmp": (b"BM" + bytes(64), "image", "是图片"),
+    "照片.tif": (b"II*\x00" + bytes(64), "image", "是图片"),
+}
+
+
+@pytest.mark.parametrize("name", OTHER_FORMATS)
+def test_a_healthy_file_of_another_kind_is_named_never_called_damaged(name):
+    data, kind, words = OTHER_FORMATS[name]
+    assert sniff(data) == kind
+    [problem] = rejected(data, name).problems
+    assert problem.code == "not_a_table" and words in problem.message and name in problem.message
+    assert "损坏" not in problem.message
+
+
+def test_ods_and_wps_et_are_read(no_openpyxl):
+    ods = read((CHECKLISTS / "official.ods").read_bytes(), "清单.ods", LIMITS)
+    assert ods.kind == "ods" and [s.name for s in ods.sheets] == ["情况清单", "填报说明"]
+    assert [s.active for s in ods.sheets] == [True, False]  # settings.xml names the active table
+    assert ods.sheets[0].rows[3] == ("报送日期：", dt.datetime(2026, 11, 20))
+    et = read((CHECKLISTS / "official.et").read_bytes(), "清单.et", LIMITS)
+    assert et.kind == "xls" and et.sheets[0].rows[2] == HEADER
+
+
+def test_ods_is_held_to_the_zip_limits_and_refuses_a_dtd():
+    ods = (CHECKLISTS / "official.ods").read_bytes()
+    evil = rewrite_zip(ods, {"content.xml": lambda b: b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+                             + b.split(b"?>", 1)[1]})
+    assert sniff(evil) == "ods" and codes(rejected(evil, "a.ods")) == ["unreadable"]
+    assert codes(rejected(ods, "a.ods", Limits(max_uncompressed_bytes=10_000))) == ["zip_bomb"]
+    assert codes(rejected(ods, "a.ods", Limits(max_rows=5))) == ["too_many_rows"]
+
+
+def tnef_of(files):
+    sys.path.insert(0, str(DATA.parent))
+    from make_checklists import tnef
+
+    return tnef(files)
+
+
+def test_winmail_dat_is_unwrapped_like_a_zip():
+    from mailbot.workbook import tnef_files
+
+    data = (CHECKLISTS / "winmail.dat").read_bytes()
+    assert sniff(data) == "tnef"
+    assert [n for n, _ in tnef_files(data, "winmail.dat", LIMITS)] == ["市场监管局2026年11月情况清单.xlsx", "图片1.png"]
+    book = read(data, "winmail.dat", LIMITS)
+    assert book.kind == "tnef" and [s.name for s in book.sheets] == [
+        "市场监管局2026年11月情况清单.xlsx:情况清单", "市场监管局2026年11月情况清单.xlsx:填报说明"]
+
+
+def test_winmail_dat_file_names_in_gbk_and_its_limits():
+    from mailbot.workbook import tnef_files
+
+    data = tnef_of([("报表.xlsx", fixture("official.xlsx"))])
+    without_long_name = data[: data.rindex(struct.pack("<BI", 2, 0x00069005))]  # the MAPI long name dropped
+    assert [n for n, _ in tnef_files(without_long_name, "winmail.dat", LIMITS)] == ["报表~1.XLS"]  # the GBK 8.3 title
+    assert codes(rejected(data[:-7], "winmail.dat")) == ["unreadable"]  # cut short
+    many = tnef_of([(f"{i}.csv", b"a,b\n") for i in range(3)])
+    assert codes(rejected(many, "winmail.dat", Limits(max_zip_members=2))) == ["too_many_files"]
+    assert codes(rejected(tnef_of([("图.png", b"\x89PNG\r\n\x1a\n")]), "winmail.dat")) == ["not_a_table"]
+
+
 # ---------------------------------------------------------------- zip bombs
 
 def test_zip_bomb_with_honest_header():

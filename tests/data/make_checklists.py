@@ -12,7 +12,11 @@ import datetime as dt
 import email.policy
 import io
 import re
+import shutil
+import struct
+import subprocess
 import sys
+import tempfile
 import zipfile
 from email.message import EmailMessage
 from pathlib import Path
@@ -351,6 +355,95 @@ def zipped() -> bytes:
     return buf.getvalue()
 
 
+# ---------------------------------------------------------------- formats of other programs
+
+def _soffice(data: bytes, suffix: str, target: str) -> bytes:
+    """`data` (a file ending in `suffix`) converted by LibreOffice, as a department's WPS or
+    LibreOffice saves it: needs `soffice` on PATH (Debian's libreoffice) to regenerate."""
+    if not shutil.which("soffice"):
+        raise SystemExit("soffice (LibreOffice) is needed to write the .ods and .doc fixtures")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / f"in{suffix}"
+        src.write_bytes(data)
+        subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp}/profile", "--convert-to", target,
+                        "--outdir", tmp, str(src)], check=True, capture_output=True, timeout=120)
+        return (Path(tmp) / f"in.{target.split(':')[0]}").read_bytes()
+
+
+def _pin_odf(data: bytes, settings: bytes | None = None) -> bytes:
+    """An OpenDocument zip with pinned dates and the stored `mimetype` first, as ODF requires."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "meta.xml":
+                body = re.sub(rb"(<(?:meta:creation-date|dc:date)>)[^<]*", rb"\g<1>2026-01-01T00:00:00", body)
+                body = re.sub(rb"<meta:generator>[^<]*</meta:generator>", b"", body)
+            if info.filename == "settings.xml" and settings is not None:
+                body = settings
+            if info.filename.startswith("Thumbnails/"):
+                continue
+            kind = zipfile.ZIP_STORED if info.filename == "mimetype" else zipfile.ZIP_DEFLATED
+            dst.writestr(zipfile.ZipInfo(info.filename, FIXED), body, kind)
+    return out.getvalue()
+
+
+ODS_SETTINGS = ('<?xml version="1.0" encoding="UTF-8"?><office:document-settings '
+                'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+                'xmlns:config="urn:oasis:names:tc:opendocument:xmlns:config:1.0" office:version="1.3"><office:settings>'
+                '<config:config-item-set config:name="ooo:view-settings"><config:config-item-map-indexed config:name="Views">'
+                '<config:config-item-map-entry><config:config-item config:name="ViewId" config:type="string">view1'
+                '</config:config-item><config:config-item config:name="ActiveTable" config:type="string">情况清单'
+                '</config:config-item></config:config-item-map-entry></config:config-item-map-indexed>'
+                '</config:config-item-set></office:settings></office:document-settings>').encode()
+
+
+def official_ods() -> bytes:
+    """The filled template saved as OpenDocument (LibreOffice; WPS saves the same format)."""
+    return _pin_odf(_soffice(template_filled(), ".xlsx", "ods"), ODS_SETTINGS)
+
+
+def official_et() -> bytes:
+    """WPS表格's own .et: the BIFF8 workbook of an .xls in an OLE file (written here by xlwt: WPS
+    itself does not run on Debian), with the header fields in one cell."""
+    return _xls([[TITLE], [f"单位：{DEPT}  报送人：{PERSON}  报送日期：2026年11月20日"], list(HEADER), *ROWS],
+                merges=["A1:E1", "A2:E2"])
+
+
+def word97_doc() -> bytes:
+    """A healthy Word 97-2003 document (the official layout as a Word table): not a format we read."""
+    return _soffice(official_docx(), ".docx", "doc:MS Word 97")
+
+
+# TNEF (MS-OXTNEF): a signature, then attributes: level, id, length, data, 16-bit sum of the data.
+def _tnef_attribute(level: int, attribute: int, data: bytes) -> bytes:
+    return struct.pack("<BII", level, attribute, len(data)) + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+
+def tnef(files: list[tuple[str, bytes]], codepage: int = 936) -> bytes:
+    """winmail.dat as Outlook on Chinese Windows writes it: each file's 8.3 title in the ANSI code
+    page (GBK) and its long name as a Unicode MAPI property."""
+    out = struct.pack("<IH", 0x223E9F78, 0x2A1C)
+    out += _tnef_attribute(1, 0x00089006, struct.pack("<I", 0x00010000))  # attTnefVersion
+    out += _tnef_attribute(1, 0x00069007, struct.pack("<II", codepage, 0))  # attOemCodepage
+    out += _tnef_attribute(1, 0x00078008, b"IPM.Microsoft Mail.Note\x00")  # attMessageClass
+    for i, (name, data) in enumerate(files, 1):
+        stem, _, ext = name.rpartition(".")
+        short = f"{stem[:3]}~{i}.{ext[:3]}".upper()
+        long = name.encode("utf-16-le") + b"\x00\x00"
+        mapi = struct.pack("<IHHII", 1, 0x001F, 0x3707, 1, len(long)) + long + bytes(-len(long) % 4)
+        out += _tnef_attribute(2, 0x00069002, struct.pack("<HIHHI", 1, 0xFFFFFFFF, 0xFFFF, 0xFFFF, 0))  # attAttachRendData
+        out += _tnef_attribute(2, 0x00018010, short.encode("gbk") + b"\x00")  # attAttachTitle
+        out += _tnef_attribute(2, 0x0006800F, data)  # attAttachData
+        out += _tnef_attribute(2, 0x00069005, mapi)  # attAttachment: PR_ATTACH_LONG_FILENAME
+    return out
+
+
+def winmail_dat() -> bytes:
+    """Outlook's wrapper holding the filled template and a picture."""
+    return tnef([("市场监管局2026年11月情况清单.xlsx", template_filled()), ("图片1.png", b"\x89PNG\r\n\x1a\n" + bytes(32))])
+
+
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
@@ -393,6 +486,31 @@ def with_scan_eml() -> bytes:
     return _pin_boundaries(msg)
 
 
+def tnef_eml() -> bytes:
+    """Outlook in rich-text mode: the checklist arrives inside winmail.dat (application/ms-tnef)."""
+    msg = _mail("scjgj@example.gov.cn", "2026年11月信用记录使用情况清单", "附件为本单位情况清单，请查收。",
+                "<tnef-1@example.gov.cn>", "Fri, 20 Nov 2026 10:00:00 +0800")
+    msg.add_attachment(winmail_dat(), maintype="application", subtype="ms-tnef", filename="winmail.dat")
+    return _pin_boundaries(msg)
+
+
+def doc_only_eml() -> bytes:
+    """The checklist as a Word 97 .doc: not read, and the receipt says why, naming the format."""
+    msg = _mail("scjgj@example.gov.cn", "2026年11月信用记录使用情况清单", "附件为本单位情况清单，请查收。",
+                "<doc-1@example.gov.cn>", "Fri, 20 Nov 2026 10:00:00 +0800")
+    msg.add_attachment(word97_doc(), maintype="application", subtype="msword", filename="情况清单.doc")
+    return _pin_boundaries(msg)
+
+
+def scan_only_eml() -> bytes:
+    """Only the stamped scan, no workbook."""
+    msg = _mail("scjgj@example.gov.cn", "2026年11月信用记录使用情况清单", "附件为本单位盖章扫描件。",
+                "<scanonly-1@example.gov.cn>", "Fri, 20 Nov 2026 10:00:00 +0800")
+    msg.add_attachment(PDF, maintype="application", subtype="pdf", filename="盖章扫描件.pdf")
+    msg.add_attachment(b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(64), maintype="image", subtype="jpeg", filename="照片.jpg")
+    return _pin_boundaries(msg)
+
+
 FIXTURES = {
     "template_filled.xlsx": template_filled,
     "instructions_first.xlsx": instructions_first,
@@ -419,14 +537,24 @@ FIXTURES = {
     "nil_letter.docx": nil_letter_docx,
     "nil_table.docx": nil_table_docx,
     "zipped.zip": zipped,
+    "official.ods": official_ods,
+    "official.et": official_et,
+    "word97.doc": word97_doc,
+    "winmail.dat": winmail_dat,
+    "tnef.eml": tnef_eml,
+    "doc_only.eml": doc_only_eml,
+    "scan_only.eml": scan_only_eml,
     "forwarded.eml": forwarded_eml,
     "with_scan.eml": with_scan_eml,
 }
 
 
 def main() -> None:
+    """Write every fixture, or only those named on the command line."""
     OUT.mkdir(parents=True, exist_ok=True)
     for name, make in FIXTURES.items():
+        if sys.argv[1:] and name not in sys.argv[1:]:
+            continue
         data = make()
         (OUT / name).write_bytes(data)
         print(f"{name}: {len(data)} bytes")
