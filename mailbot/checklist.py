@@ -44,6 +44,7 @@ _LABELS = {
 _LABEL = re.compile("(" + "|".join(r"\s*".join(w) for w in sorted(_LABELS, key=len, reverse=True))
                     + r")\s*(?:[(（][^)）]{0,8}[)）])?\s*[:：]")
 _LABEL_HEADS = frozenset(w[0] for w in _LABELS)  # a cheap first test: this runs for every row
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _NOTE = re.compile(r"^(注|备注|附注|说明|填表说明|填报说明)\s*\d*\s*[:：.、]|^注\d")
 _NUMBERING = re.compile(r"^[(（]?\d{1,3}[)）.、]?$")
 _INSTRUCTION_SHEET = re.compile(r"说明|须知|示例|样例|instruction|readme", re.I)
@@ -93,7 +94,7 @@ class Row:
 @dataclass
 class Checklist:
     sheet: str
-    header_row: int  # 0 when a nil report carries no table
+    header_row: int  # the header's last row, right above the data; 0 when a nil report carries no table
     columns: dict[str, int]  # field -> 1-based column index
     unit: str = ""
     submitter: str = ""
@@ -102,6 +103,7 @@ class Checklist:
     rows: list[Row] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     extra_columns: dict[str, int] = field(default_factory=dict)  # Row.extras key -> 1-based column index
+    header_top: int = 0  # the header's first row when it stands over two rows (a group title above)
 
     def column_letter(self, name: str) -> str | None:
         index = self.columns.get(name)
@@ -117,18 +119,64 @@ def column_field(title: Cell) -> str | None:
     return next((name for name, rx in _COLUMN_PATTERNS if rx.search(bare)), None)
 
 
-def _find_header(rows: list[tuple]) -> tuple[int, dict[str, int]] | None:
-    """(row number, columns) of the row naming most fields (at least two), the first on a tie."""
+@dataclass
+class _Header:
+    top: int  # first row of the header (1-based)
+    row: int  # last row: the data start below it
+    columns: dict[str, int]  # field -> 1-based column index
+    titles: tuple  # the title of each column, the lower row's where the header has two
+
+    @property
+    def score(self) -> int:
+        return sum(1 for f in FIELDS if f in self.columns)
+
+
+def _fields(row: tuple) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for index, value in enumerate(row, start=1):
+        if isinstance(value, str) and (name := column_field(value)) and name not in found:
+            found[name] = index
+    return found
+
+
+def _find_header(rows: list[tuple], merged: list[tuple[int, int, int, int]] = ()) -> _Header | None:
+    """The row naming most fields (at least two), the first on a tie; with the row under it when
+    that one holds the titles under a group title merged across them (a header over two rows)."""
     best, best_score = None, 1
     for number, row in enumerate(rows[:_HEADER_SCAN_ROWS], start=1):
-        found: dict[str, int] = {}
-        for index, value in enumerate(row, start=1):
-            if isinstance(value, str) and (name := column_field(value)) and name not in found:
-                found[name] = index
-        score = sum(1 for f in FIELDS if f in found)
-        if score > best_score:
-            best, best_score = (number, found), score
+        found = _fields(row)
+        if sum(1 for f in FIELDS if f in found) < 2:
+            continue
+        header = _two_rows(rows, number, found, merged) or _Header(number, number, found, row)
+        if header.score > best_score:
+            best, best_score = header, header.score
     return best
+
+
+def _two_rows(rows: list[tuple], number: int, found: dict[str, int], merged) -> _Header | None:
+    """Row `number` and the one under it as one header, if the lower row only holds titles, each under
+    an empty cell or under a group title merged across several columns, and together they name more."""
+    if number >= len(rows):
+        return None
+    upper, lower = rows[number - 1], rows[number]
+    grouped = {c for r0, c0, r1, c1 in merged if r0 <= number <= r1 < number + 1 and c1 > c0 for c in range(c0, c1 + 1)}
+    below = _fields(lower)
+    if not below:
+        return None
+    for index, value in enumerate(lower, start=1):
+        if text(value) == "":
+            continue
+        over = upper[index - 1] if index <= len(upper) else None
+        if index not in grouped and text(over):
+            return None  # a value under a title of its own: the lower row is data
+    columns = {name: i for name, i in found.items() if i not in below.values()}
+    for name, i in below.items():
+        columns.setdefault(name, i)
+    width = max(len(upper), len(lower))
+    titles = tuple(lower[i] if i < len(lower) and text(lower[i]) else upper[i] if i < len(upper) else None
+                   for i in range(width))
+    header = _Header(number, number + 1, columns, titles)
+    return header if header.score > sum(1 for f in FIELDS if f in found) else None
 
 
 def _is_label(value: Cell) -> bool:
@@ -214,23 +262,24 @@ def parse(workbook: Workbook) -> Checklist:
     order = sorted(enumerate(workbook.sheets), key=lambda s: (s[1].hidden or _is_instructions(s[1]), s[0]))
     best = None
     for rank, (_, sheet) in enumerate(order):
-        found = _find_header(sheet.rows)
+        found = _find_header(sheet.rows, sheet.merged)
         if found:
             fallback = sheet.hidden or _is_instructions(sheet)
-            score = sum(1 for f in FIELDS if f in found[1])
-            key = (fallback, -score, rank)
+            key = (fallback, -found.score, rank)
             if best is None or key < best[0]:
                 best = (key, sheet, found)
     if best is None:
         return _nil_without_table(order)
-    _, sheet, (header_row, columns) = best
-    checklist = Checklist(sheet=sheet.name, header_row=header_row, columns=columns)
-    body, footer, nil = _body(sheet, header_row, columns, checklist.extra_columns)
-    _set_header_fields(checklist, sheet.rows[: header_row - 1] + footer)
+    _, sheet, header = best
+    header_row, columns = header.row, header.columns
+    checklist = Checklist(sheet=sheet.name, header_row=header_row, columns=columns, header_top=header.top)
+    body, footer, nil = _body(sheet, header, checklist.extra_columns)
+    above = sheet.rows[: header.top - 1]
+    _set_header_fields(checklist, above + footer)
     if nil:
         checklist.nil_report = True
         return checklist
-    if not body and any(_says_nil(v) for r in sheet.rows[: header_row - 1] + footer for v in r):
+    if not body and any(_says_nil(v) for r in above + footer for v in r):
         checklist.nil_report = True  # the sentence stands above or below an empty table
         return checklist
     checklist.rows = body
@@ -251,25 +300,32 @@ def _set_header_fields(checklist: Checklist, rows: list[tuple]) -> None:
     checklist.report_date = found.get("report_date")
 
 
+def _title(value: Cell) -> str:
+    """A header cell as one line: Alt+Enter breaks and the spaces that stretch a Chinese title
+    (备 注) are dropped; words of other scripts keep one space between them."""
+    said = text(value)
+    return "".join(said.split()) if _CJK.search(said) else " ".join(said.split())
+
+
 def _extra_keys(titles: tuple, known: set[int], width: int) -> dict[int, str]:
     """Column index -> its key in Row.extras: the header text (made unique), else the letter."""
     keys: dict[int, str] = {}
     for i in range(1, width + 1):
         if i not in known:
-            title = text(titles[i - 1]) if i <= len(titles) else ""
+            title = _title(titles[i - 1]) if i <= len(titles) else ""
             unique = title and title not in keys.values()
             keys[i] = title if unique else f"{title}（{get_column_letter(i)}列）" if title else get_column_letter(i)
     return keys
 
 
-def _body(sheet: Sheet, header_row: int, columns: dict[str, int],
-          extra_columns: dict[str, int]) -> tuple[list[Row], list[tuple], bool]:
+def _body(sheet: Sheet, header: _Header, extra_columns: dict[str, int]) -> tuple[list[Row], list[tuple], bool]:
     """Data rows under the header; notes, a column-number row and footer rows are set apart.
     Also says whether every data row only says there was nothing to report (a nil report),
     and fills `extra_columns` (Row.extras key -> column index)."""
+    header_row, columns = header.row, header.columns
     wanted = [(name, i - 1) for name, i in columns.items() if name != "seq"]
     width = max(map(len, sheet.rows[header_row - 1:]), default=0)
-    keys = _extra_keys(sheet.rows[header_row - 1], set(columns.values()), width)
+    keys = _extra_keys(header.titles, set(columns.values()), width)
     extra_columns.update((key, i) for i, key in keys.items())
     body: list[Row] = []
     footer: list[tuple] = []

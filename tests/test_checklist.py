@@ -237,6 +237,26 @@ def test_best_header_wins_and_partial_header_names_missing_columns():
     assert "“日期”列" in parsed.problems[0].message
 
 
+def test_header_over_two_rows_with_a_group_title():
+    upper = ("序号", "市场主体\n（自然人）名称", "行政管理事项名称", "信用记录和信用报告使用", None, None, "备 注")
+    lower = (None, None, None, "日　期", "使用信用记录或\n报告情况", "使用的激励或惩戒措施", None)
+    parsed = parse(sheet(("单位：赞皇县财政局",), upper, lower, (1, *ROW, "已办结"),
+                         merged=[(2, 1, 3, 1), (2, 2, 3, 2), (2, 3, 3, 3), (2, 4, 2, 6), (2, 7, 3, 7)]))
+    assert (parsed.header_top, parsed.header_row) == (2, 3) and parsed.problems == []
+    assert parsed.columns == {"seq": 1, "entity": 2, "matter": 3, "date": 4, "usage": 5, "measure": 6}
+    assert [r.row_no for r in parsed.rows] == [4] and parsed.rows[0].extras == {"备注": "已办结"}
+    assert parsed.unit == "赞皇县财政局"
+
+
+def test_a_data_row_under_a_group_title_is_data():
+    """Values under titles of their own: the row under the header is the first data row."""
+    upper = (*HEADER[:3], "信用记录或报告情况及措施", None)
+    row = ("赞皇县某公司", "食品经营许可证核发", "2026-11-03", "使用信用记录或报告情况", "无")
+    parsed = parse(sheet(upper, row, merged=[(1, 4, 1, 5)]))
+    assert parsed.header_row == 1 and [r.row_no for r in parsed.rows] == [2]
+    assert [p.code for p in parsed.problems] == ["missing_column"]  # 措施 is truly missing: said so
+
+
 def test_extra_columns_keep_their_titles_and_positions():
     parsed = parse(sheet(("序号", *HEADER, "备注", "备注", None), (1, *ROW, "甲", "乙", "丙")))
     [row] = parsed.rows

@@ -152,6 +152,15 @@ def footer_notes() -> bytes:
     return xlsx(rows, merges=["A1:E1", "A13:E13", "A14:E14", "A15:E15"], dates=["B3", "C7"])
 
 
+def two_row_header() -> bytes:
+    """The header over two rows: the first three titles merged down over both, a group title merged
+    across the last two columns above their own titles; Alt+Enter breaks and spaces inside titles."""
+    rows = [[TITLE], ["单位：", DEPT], ["报送人：", PERSON], ["报送日期：", SENT],
+            ["市场主体（自然人）\n名称", "行政管理\n事项 名称", "日  期", "信用记录和信用报告使用情况", None],
+            [None, None, None, "使用信用记录\n或报告情况", "使用的激励或\n惩戒措施"], *ROWS]
+    return xlsx(rows, merges=["A1:E1", "A5:A6", "B5:B6", "C5:C6", "D5:E5"], dates=["B4", "C7"])
+
+
 def nil_merged() -> bytes:
     """Nothing this month: one merged row under the header."""
     return xlsx(official_rows(rows=[[NIL]]), merges=["A1:E1", "A6:E6"], dates=["B4"])
@@ -518,6 +527,7 @@ FIXTURES = {
     "short_names_reordered.xlsx": short_names_reordered,
     "labels_next_cell.xlsx": labels_next_cell,
     "footer_notes.xlsx": footer_notes,
+    "two_row_header.xlsx": two_row_header,
     "nil_merged.xlsx": nil_merged,
     "nil_wu.xlsx": nil_wu,
     "nil_seq_column.xlsx": nil_seq_column,
