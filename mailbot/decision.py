@@ -41,6 +41,7 @@ class Decision:
     problems: list[Problem] = field(default_factory=list)
     attach_template: bool = False
     annotated: bytes | None = None  # the sender's workbook with every problem marked
+    sheet_label: str = ""  # where in the file the checklist was read, as the receipt says it
 
     @property
     def stores_submission(self) -> bool:
@@ -93,18 +94,32 @@ def _other_formats(attachments: list[message.Attachment], limits) -> list[Proble
     return list(problems.values())
 
 
-def _read(office: OfficeConfig, candidates) -> tuple[message.Attachment, checklist_mod.Checklist]:
-    """The first attachment that holds a checklist; else the first one's problems."""
+def _read(office: OfficeConfig, candidates, period: str, firm: bool) -> tuple[message.Attachment, checklist_mod.Checklist]:
+    """The first attachment that holds a checklist; else the first one's problems. `period` and
+    `firm` choose among the sheets of a workbook kept for the year (checklist.parse)."""
     first_error: Rejected | None = None
     for _kind, att in candidates[:TRIED_PER_MAIL]:
         try:
             book = workbook.read(att.data, att.filename, office.limits)
-            return att, checklist_mod.parse(book)
+            return att, checklist_mod.parse(book, period, firm)
         except Rejected as exc:
             if first_error is None:
                 first_error = exc
                 exc.filename = exc.filename or att.filename
     raise first_error
+
+
+def sheet_label(kind: str, sheet: str) -> str:
+    """Where the checklist stood, for the receipt: 工作表“11月”; a Word file's table by its number;
+    nothing for a CSV file (one sheet); inside an archive, the file and then its sheet."""
+    member, _, inner = sheet.rpartition(":")
+    if member:
+        suffix = member.lower().rpartition(".")[2]
+        label = sheet_label({"csv": "csv", "txt": "csv", "docx": "docx"}.get(suffix, "xlsx"), inner)
+        return f"其中的“{member}”" + (f"，{label}" if label else "")
+    if kind == "csv" or not sheet:
+        return ""
+    return sheet if kind == "docx" else f"工作表“{sheet}”"
 
 
 def decide(office: OfficeConfig, raw: bytes, arrived: dt.datetime, truncated: bool = False) -> Decision:
@@ -154,8 +169,9 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
                         department=dept, attach_template=True,
                         period=rules.reporting_period(mail.subject, None, local_day)[0],
                         problems=others or [Problem("no_checklist", "邮件中未找到情况清单附件。请将填写好的情况清单（Excel表格）作为附件发送。")])
+    named = rules.subject_period(mail.subject, local_day)
     try:
-        att, parsed = _read(office, candidates)
+        att, parsed = _read(office, candidates, named or f"{local_day:%Y-%m}", firm=named is not None)
     except Rejected as exc:
         period, source = rules.reporting_period(mail.subject, None, local_day)
         return Decision("rejected", "checklist", reason="unreadable", mail=mail, department=dept,
@@ -167,10 +183,11 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
                         severity=office.rules.severity, departments=tuple(office.departments))
     checked = rules.check(parsed, ctx)
     status = "accepted" if checked.accepted else "rejected"
+    kind = workbook.sniff(att.data)
     # the department's own file, marked up: only ever sent back to its sender
-    annotated = None if checked.accepted else annotate.annotate(
-        att.data, workbook.sniff(att.data), parsed, checked.problems, office.limits)
+    annotated = None if checked.accepted else annotate.annotate(att.data, kind, parsed, checked.problems, office.limits)
     return Decision(status, "checklist", mail=mail, department=dept, filename=att.filename, annotated=annotated,
+                    sheet_label=sheet_label(kind, parsed.sheet),
                     period=period,
                     period_source=source, checklist=parsed, checked=checked, problems=checked.problems,
                     attach_template=any(p.code in ("missing_column", "wrong_template") for p in checked.problems))

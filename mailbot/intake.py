@@ -158,6 +158,7 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff) -
     context = {
         "department": decision.department, "kind": decision.kind, "subject": mail.subject,
         "received": row.received_at.astimezone(office.office.tz), "filename": decision.filename,
+        "sheet_label": decision.sheet_label, "checklist": decision.checklist,
         "period": decision.period, "period_source": decision.period_source,
         "submission": submission, "replaced": replaced, "diff": diff,
         "errors": errors, "warnings": warnings,

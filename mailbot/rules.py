@@ -39,6 +39,7 @@ DEFAULT_SEVERITY = {
     "unit_missing": "warning",
     "report_date_unparsed": "warning",
     "duplicate_row": "warning",
+    "sheet_other_month": "error",
     "empty_checklist": "error",
 }
 
@@ -349,13 +350,16 @@ def subject_period(subject: str, received: dt.date) -> str | None:
 
 
 def reporting_period(subject: str, checklist: Checklist | None, received: dt.date) -> tuple[str, str]:
-    """(period, source): the subject if it names a month, else 报送日期, else the day received.
+    """(period, source): the subject if it names a month, else the month the sheet read is named
+    for (a workbook kept for the year, checklist.parse), else 报送日期, else the day received.
 
     A 报送日期 after the day the mail arrived cannot be the day it was sent: it is not used.
     """
     found = subject_period(subject, received)
     if found:
         return found, "subject"
+    if checklist and checklist.period:
+        return checklist.period, "sheet"
     day = report_date(checklist) if checklist else None
     if day and day <= received:
         return f"{day.year:04d}-{day.month:02d}", "report_date"

@@ -50,12 +50,12 @@ def _verdict(data: bytes, filename: str, office: OfficeConfig | None, today: dt.
     result = {"accepted": False, "unit": "", "submitter": "", "report_date": None, "nil_report": False,
               "period": None, "rows": [], "problems": []}
     try:
-        parsed = checklist_mod.parse(workbook.read(data, filename, limits))
+        parsed = checklist_mod.parse(workbook.read(data, filename, limits), f"{today:%Y-%m}")
     except Rejected as exc:
         result["problems"] = [p.as_dict() for p in rules.with_severity(exc.problems, severity)]
         return result
     report_day = rules.report_date(parsed)
-    period = (report_day or today).strftime("%Y-%m")
+    period = rules.reporting_period("", parsed, today)[0]
     dept = None
     if office and parsed.unit:
         dept = next((d for d in office.departments if rules.unit_matches(parsed.unit, d)), None)

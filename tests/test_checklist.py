@@ -275,6 +275,63 @@ def test_rows_after_a_note_that_hold_one_value_are_notes():
     assert [r.row_no for r in parsed.rows] == [2]
 
 
+# ---------------------------------------------------------------- which sheet: a workbook kept for the year
+
+@pytest.mark.parametrize("name, month", [
+    ("11月", (None, 11)), ("2026年11月", (2026, 11)), ("2026.11", (2026, 11)), ("2026-11", (2026, 11)),
+    ("十一月", (None, 11)), ("11月份", (None, 11)), ("Nov", (None, 11)), ("November 2026", (2026, 11)),
+    ("Sept", (None, 9)), ("清单.xlsx:12月", (None, 12)),
+    ("Sheet1", None), ("清单", None), ("novel", None), ("2026年11月5日", None), ("填报说明", None),
+])
+def test_sheet_names_that_name_a_month(name, month):
+    assert checklist.sheet_month(name) == month
+
+
+def month_sheet(name: str, day: str, active=False, hidden=False, rows=1) -> Sheet:
+    body = [("某公司", "食品经营许可证核发", day, "经信用中国查询，无失信记录", "无")] * rows
+    return Sheet(name, [("单位：赞皇县财政局",), HEADER, *body], [], hidden, active)
+
+
+def test_the_sheet_of_the_period_before_the_active_one_before_the_dates_before_the_first():
+    oct_, nov = month_sheet("10月", "2026-10-09", active=True), month_sheet("11月", "2026-11-03")
+    parsed = checklist.parse(Workbook("xlsx", [oct_, nov]), "2026-11")
+    assert (parsed.sheet, parsed.sheet_reason, parsed.sheets, parsed.period) == ("11月", "period", 2, "2026-11")
+    a, b = month_sheet("甲", "2026-10-09"), month_sheet("乙", "2026-11-03", active=True)
+    assert checklist.parse(Workbook("xlsx", [a, b]), "2026-11").sheet_reason == "active"
+    b.active = False
+    dated = checklist.parse(Workbook("xlsx", [a, b]), "2026-11")
+    assert (dated.sheet, dated.sheet_reason) == ("乙", "dates")  # its rows are dated in November
+    assert checklist.parse(Workbook("xlsx", [a, b]), "2026-12").sheet_reason == "best"
+
+
+def test_an_empty_sheet_of_the_month_is_passed_over_unless_the_subject_names_it():
+    oct_, nov = month_sheet("10月", "2026-10-09", active=True), month_sheet("11月", "2026-11-03", rows=0)
+    late = checklist.parse(Workbook("xlsx", [oct_, nov]), "2026-11")
+    assert (late.sheet, late.period, late.problems) == ("10月", "2026-10", [])  # October, filed late
+    named = checklist.parse(Workbook("xlsx", [oct_, nov]), "2026-11", firm=True)
+    assert named.sheet == "11月" and named.rows == []  # the subject says November: its (empty) sheet
+
+
+def test_a_sheet_of_another_month_is_never_read_silently():
+    oct_ = month_sheet("10月", "2026-10-09")
+    parsed = checklist.parse(Workbook("xlsx", [oct_]), "2026-11", firm=True)
+    [problem] = parsed.problems
+    assert problem.code == "sheet_other_month" and "2026年10月" in problem.message and parsed.period is None
+    stale = checklist.parse(Workbook("xlsx", [month_sheet("10月", "2026-11-03")]), "2026-11", firm=True)
+    assert stale.problems == []  # last month's file with this month's rows: the name is only stale
+    guessed = checklist.parse(Workbook("xlsx", [month_sheet("10月", "2026-11-03")]), "2026-11")
+    assert guessed.period is None  # nor does a stale name move the period
+    assert rules.DEFAULT_SEVERITY["sheet_other_month"] == "error"
+
+
+def test_the_period_from_the_sheet_comes_after_the_subject_and_before_the_report_date():
+    parsed = checklist.parse(Workbook("xlsx", [month_sheet("10月", "2026-10-09"), month_sheet("11月", "2026-11-03", rows=0)]),
+                             "2026-11")
+    day = dt.date(2026, 11, 3)
+    assert rules.reporting_period("情况清单", parsed, day) == ("2026-10", "sheet")
+    assert rules.reporting_period("2026年11月情况清单", parsed, day) == ("2026-11", "subject")
+
+
 # ---------------------------------------------------------------- hostile files through `mailbot check`
 
 def check(tmp_path: Path, capsys, data: bytes, name: str) -> tuple[int, dict]:

@@ -159,3 +159,18 @@ def test_receipt_is_queued_in_the_same_transaction_and_delivered_once(setup):
     assert len(setup.smtp.messages) == 1
     raw_id = email.message_from_bytes(setup.smtp.messages[0].raw, policy=email.policy.default)["Message-ID"]
     assert raw_id == f"<{queued.message_id}>"
+
+
+def test_receipt_names_the_sheet_of_a_workbook_kept_for_the_year(setup):
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "checklists"
+    setup.account.append((data / "year_sheets.eml").read_bytes(), date=factory.ON_TIME)
+    setup.poll()
+    [receipt] = setup.smtp.messages
+    text = body_text(receipt)
+    assert "（附件“2026年情况清单.xlsx”，工作表“11月”），共3条记录" in text
+    assert "附件中有3个工作表填有清单表格，本次读取的是与报送月份对应的工作表“11月”，其他工作表未予读取。" in text
+    assert "本次报送按工作表名称计入2026年11月。" in text
+    [sub] = setup.rows(Submission)
+    assert (sub.sheet, sub.period, sub.period_source, sub.row_count) == ("11月", "2026-11", "sheet", 3)

@@ -161,6 +161,43 @@ def two_row_header() -> bytes:
     return xlsx(rows, merges=["A1:E1", "A5:A6", "B5:B6", "C5:C6", "D5:E5"], dates=["B4", "C7"])
 
 
+OCTOBER = [  # rows of October, for the workbooks kept for the whole year
+    ["赞皇县旧账商贸有限公司", "食品经营许可证核发", dt.datetime(2026, 10, 9), "经信用中国查询，无失信记录", "无"],
+    ["赞皇县秋实农业有限公司", "政府采购供应商资格审查", "2026年10月21日", "经信用中国查询，无失信记录", "告知承诺"],
+]
+
+
+def _year_book(months: dict[str, list], active: str) -> bytes:
+    """One sheet per month, each the official layout with its own 报送日期; `active` open when saved."""
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for title, rows in months.items():
+        month = int(title.rstrip("月"))
+        sent = dt.datetime(2026, month, 20) if rows else "  年  月  日"
+        ws = _fill(wb.create_sheet(title), official_rows(rows=rows)[:3] + [["报送日期：", sent], list(HEADER), *rows])
+        ws.merge_cells("A1:E1")
+        ws["B4"].number_format = "yyyy-mm-dd"
+        for r in range(6, 6 + len(rows)):
+            ws.cell(r, 3).number_format = "yyyy-mm-dd"
+    wb.active = wb.sheetnames.index(active)
+    return _save(wb)
+
+
+def year_sheets() -> bytes:
+    """The workbook kept for the year: 10月 and 11月 filled, 12月 prepared but empty; saved while 10月 was open."""
+    return _year_book({"10月": OCTOBER, "11月": ROWS, "12月": []}, active="10月")
+
+
+def year_late() -> bytes:
+    """October filed late in November: 10月 filled and open, 11月 prepared but still empty."""
+    return _year_book({"10月": OCTOBER, "11月": []}, active="10月")
+
+
+def october_only() -> bytes:
+    """Last month's file sent again: one sheet, named 10月, with October's rows."""
+    return _year_book({"10月": OCTOBER}, active="10月")
+
+
 def nil_merged() -> bytes:
     """Nothing this month: one merged row under the header."""
     return xlsx(official_rows(rows=[[NIL]]), merges=["A1:E1", "A6:E6"], dates=["B4"])
@@ -520,6 +557,28 @@ def scan_only_eml() -> bytes:
     return _pin_boundaries(msg)
 
 
+def _subject_mail(subject: str, filename: str, data: bytes, key: str) -> bytes:
+    msg = _mail("scjgj@example.gov.cn", subject, "附件为本单位情况清单，请查收。", f"<{key}@example.gov.cn>",
+                "Fri, 20 Nov 2026 10:00:00 +0800")
+    msg.add_attachment(data, maintype=XLSX[0], subtype=XLSX[1], filename=filename)
+    return _pin_boundaries(msg)
+
+
+def year_sheets_eml() -> bytes:
+    """The year's workbook, the subject naming no month: the sheet of the month it came in."""
+    return _subject_mail("信用记录使用情况清单", "2026年情况清单.xlsx", year_sheets(), "year-1")
+
+
+def year_late_eml() -> bytes:
+    """October's sheet filled late, November's still empty, no month in the subject: filed for October."""
+    return _subject_mail("信用记录使用情况清单（补报）", "2026年情况清单.xlsx", year_late(), "year-2")
+
+
+def october_only_eml() -> bytes:
+    """The subject says November, the only sheet is October's with October's rows: not accepted silently."""
+    return _subject_mail("2026年11月信用记录使用情况清单", "情况清单.xlsx", october_only(), "year-3")
+
+
 FIXTURES = {
     "template_filled.xlsx": template_filled,
     "instructions_first.xlsx": instructions_first,
@@ -528,6 +587,10 @@ FIXTURES = {
     "labels_next_cell.xlsx": labels_next_cell,
     "footer_notes.xlsx": footer_notes,
     "two_row_header.xlsx": two_row_header,
+    "year_sheets.xlsx": year_sheets,
+    "year_sheets.eml": year_sheets_eml,
+    "year_late.eml": year_late_eml,
+    "october_only.eml": october_only_eml,
     "nil_merged.xlsx": nil_merged,
     "nil_wu.xlsx": nil_wu,
     "nil_seq_column.xlsx": nil_seq_column,
