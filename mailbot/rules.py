@@ -47,9 +47,10 @@ DEFAULT_SEVERITY = {
 _CODE_TITLE = re.compile(r"代码|身份证|证件|证照")
 # What someone meant as a code but got the length wrong: 15-20 letters and digits, nothing else.
 _CODE_LIKE = re.compile(r"[0-9A-Za-z]{15,20}")
-# Only 18 characters in a row that are neither CJK nor space can fold into a code: cells without
-# such a run (most names and texts) skip codes.find_codes, which normalises character by character.
-_CODE_RUN = re.compile(r"[^\s\u3400-\u4dbf\u4e00-\u9fff]{18}")
+# Only 18 characters in a row that are neither CJK nor space (single spaces between them allowed:
+# codes written in groups) can fold into a code: cells without such a run (most names and texts)
+# skip codes.find_codes, which normalises character by character.
+_CODE_RUN = re.compile(r"(?:[^\s\u3400-\u4dbf\u4e00-\u9fff]\s?){17}[^\s\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def may_hold_code(text: str) -> bool:

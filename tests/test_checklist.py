@@ -529,3 +529,11 @@ def test_code_prefilter_never_hides_a_code(value):
     if codes.find_codes(value):
         assert rules.may_hold_code(value)
     assert rules.may_hold_code("张三11010519491231002X") and not rules.may_hold_code("赞皇县第123号商贸有限公司")
+
+
+def test_codes_with_spaces_full_width_or_lower_case_are_found_and_checked():
+    result = verdict((DATA / "codes_spaced.xlsx").read_bytes(), "codes_spaced.xlsx", None, today=TODAY)
+    found = {r["row"]: [(c["kind"], c["value"], c["valid"]) for c in r["codes"]] for r in result["rows"]}
+    assert found == {6: [("uscc", "91350100M000100Y43", True)], 7: [("uscc", "91110000802100433B", True)],
+                     8: [("id", "110105********002X", True)], 9: [("uscc", "91350100M000100Y44", False)],
+                     10: [("id", "110105********0021", False)]}

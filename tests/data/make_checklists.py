@@ -198,6 +198,21 @@ def october_only() -> bytes:
     return _year_book({"10月": OCTOBER}, active="10月")
 
 
+def codes_spaced() -> bytes:
+    """Codes as people type them: in groups with ASCII or full-width spaces, full-width characters,
+    lower case; in the name cell and in a 统一社会信用代码（身份证号） column. Rows 9 and 10 are wrong."""
+    header = [*HEADER[:1], "统一社会信用代码（身份证号）", *HEADER[1:]]
+    rest = ROWS[0][1:]
+    rows = [
+        ["赞皇县福源食品有限公司（9135 0100 M000 100Y43）", None, *rest],
+        ["北京某科技有限公司", "９１１１　００００　８０２１　００４３３ｂ", *rest],
+        ["李四", "1101 0519 4912 3100 2x", *rest],
+        ["赞皇县丙商贸有限公司（9135 0100 M000 100Y44）", None, *rest],
+        ["王五", "110105 19490230 0021", *rest],
+    ]
+    return xlsx(official_rows(header, rows), merges=["A1:F1"], dates=["B4", "D6", "D7", "D8", "D9", "D10"])
+
+
 def nil_merged() -> bytes:
     """Nothing this month: one merged row under the header."""
     return xlsx(official_rows(rows=[[NIL]]), merges=["A1:E1", "A6:E6"], dates=["B4"])
@@ -587,6 +602,7 @@ FIXTURES = {
     "labels_next_cell.xlsx": labels_next_cell,
     "footer_notes.xlsx": footer_notes,
     "two_row_header.xlsx": two_row_header,
+    "codes_spaced.xlsx": codes_spaced,
     "year_sheets.xlsx": year_sheets,
     "year_sheets.eml": year_sheets_eml,
     "year_late.eml": year_late_eml,
