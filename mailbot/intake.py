@@ -145,8 +145,11 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff) -
     from .template import build_template
 
     mail = decision.mail
-    errors = [p for p in decision.problems if p.is_error]
-    warnings = [p for p in decision.problems if not p.is_error]
+    problems = decision.problems
+    if decision.checked is not None:  # rows of other months: one line, not one per row
+        problems = rules.summarise_other_months(problems, decision.checked.dates, decision.period)
+    errors = [p for p in problems if p.is_error]
+    warnings = [p for p in problems if not p.is_error]
     attachments = []
     if decision.attach_template or decision.status == "rejected" and decision.kind == "no_checklist":
         attachments.append(("情况清单模板.xlsx", build_template(office.office.name, office.office.address,

@@ -376,3 +376,27 @@ def with_severity(problems: list[Problem], ctx_severity: dict[str, str]) -> list
             continue
         out.append(replace(p, severity=sev) if sev else p)
     return out
+
+
+def summarise_other_months(problems: list[Problem], days: dict[int, dt.date | None], period: str) -> list[Problem]:
+    """`problems` with the per-row "date outside the period" ones made into one line saying how many
+    rows of which months were flagged (a receipt reads better so; the annotated copy keeps each)."""
+    rows = [p for p in problems if p.code == "date_outside_period" and p.row]
+    if len(rows) < 2:
+        return problems
+    months: dict[str, list[int]] = {}
+    for p in rows:
+        day = days.get(p.row)
+        months.setdefault(f"{day.year}年{day.month}月" if day else "其他月份", []).append(p.row)
+    year, month = _period_bounds(period)
+
+    def numbers(found: list[int]) -> str:
+        shown = "、".join(map(str, found[:10]))
+        return f"第{shown}行" + ("等" if len(found) > 10 else "")
+    parts = "；".join(f"{m}{len(found)}行（{numbers(found)}）" for m, found in months.items())
+    message = (f"工作表“{rows[0].sheet}”中有{len(rows)}行记录的日期不在本次报送所属的{year}年{month}月内：{parts}。"
+               "请核对这些日期；如为补报其他月份，请在邮件主题中注明月份后另行报送。")
+    summary = replace(rows[0], message=message, row=None, column=None)
+    first = problems.index(rows[0])
+    rest = [p for p in problems if p not in rows]
+    return rest[:first] + [summary] + rest[first:]

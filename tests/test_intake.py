@@ -174,3 +174,18 @@ def test_receipt_names_the_sheet_of_a_workbook_kept_for_the_year(setup):
     assert "本次报送按工作表名称计入2026年11月。" in text
     [sub] = setup.rows(Submission)
     assert (sub.sheet, sub.period, sub.period_source, sub.row_count) == ("11月", "2026-11", "sheet", 3)
+
+
+def test_rows_of_other_months_are_one_line_in_the_receipt(setup):
+    from pathlib import Path
+
+    data = (Path(__file__).parent / "data" / "checklists" / "other_months.xlsx").read_bytes()
+    setup.account.append(factory.mail(attachments=(("全年清单.xlsx", data, factory.XLSX),)))
+    setup.poll()
+    text = body_text(setup.smtp.messages[0])
+    assert "已予受理" in text and "共7条记录" in text
+    assert ("1. 工作表“清单”中有4行记录的日期不在本次报送所属的2026年11月内：2026年9月1行（第6行）；"
+            "2026年10月3行（第7、8、9行）。请核对这些日期；") in text
+    assert "不在本次报送所属的2026年11月内，请核对" not in text  # no line per row
+    [sub] = setup.rows(Submission)
+    assert [p["row"] for p in sub.problems] == [6, 7, 8, 9]  # stored per row, for the annotated copy and digests

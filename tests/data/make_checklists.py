@@ -213,6 +213,13 @@ def codes_spaced() -> bytes:
     return xlsx(official_rows(header, rows), merges=["A1:F1"], dates=["B4", "D6", "D7", "D8", "D9", "D10"])
 
 
+def other_months() -> bytes:
+    """One sheet kept all year: September's and October's rows above November's."""
+    older = [["赞皇县九月商贸有限公司", "食品经营许可证核发", dt.datetime(2026, 9, 15), "经信用中国查询，无失信记录", "无"],
+             *OCTOBER, [OCTOBER[0][0], "招标投标资格审查", "2026.10.28", "经信用中国查询，无失信记录", "无"]]
+    return xlsx(official_rows(rows=older + ROWS), merges=["A1:E1"], dates=["B4", "C6", "C7", "C10"])
+
+
 def nil_merged() -> bytes:
     """Nothing this month: one merged row under the header."""
     return xlsx(official_rows(rows=[[NIL]]), merges=["A1:E1", "A6:E6"], dates=["B4"])
@@ -603,6 +610,7 @@ FIXTURES = {
     "footer_notes.xlsx": footer_notes,
     "two_row_header.xlsx": two_row_header,
     "codes_spaced.xlsx": codes_spaced,
+    "other_months.xlsx": other_months,
     "year_sheets.xlsx": year_sheets,
     "year_sheets.eml": year_sheets_eml,
     "year_late.eml": year_late_eml,
