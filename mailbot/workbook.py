@@ -271,7 +271,8 @@ class _Scan:
 # Cell XML that calamine reads in a way this scan cannot bound: a <c> start tag whose position is
 # not the `r` attribute written first (calamine then counts cells itself), or a namespace prefix
 # (calamine matches local names, so <x:c> is a cell that a search for "<c " would not see).
-_ODD_CELL = re.compile(rb'<c(?! r=")[\s>]|:(?:c|row)[\s>]')
+_ODD_CELL = re.compile(rb'<c(?! r=")[\s>]')
+_PREFIXED = re.compile(rb':(?:c|row)[\s>]')  # apart: each alone starts with a literal, which re finds fast
 _ACTIVE_TAB = re.compile(rb'<(?:\w+:)?workbookView\b[^>]*?\bactiveTab="(\d{1,5})"')
 _UNIQUE_COUNT = re.compile(rb'<(?:\w+:)?sst\b[^>]*?\buniqueCount="(\d+)"')
 
@@ -296,7 +297,8 @@ def _beyond(max_rows: int, max_columns: int) -> re.Pattern:
     letters = get_column_letter(max_columns)
     cols = _greater(letters, string.ascii_uppercase, 3)
     rows = _greater(str(max_rows), string.digits, None)
-    return re.compile(('<c r="(?i:' + cols + ")[0-9]|" + '<c r="[A-Za-z]{1,3}' + rows + '"').encode())
+    # case-blind letters: calamine reads "ay1" as AY1
+    return re.compile(('<c r="(?:(?i:' + cols + ")[0-9]|[A-Za-z]{1,3}" + rows + '")').encode())
 
 
 def _scan(zf: zipfile.ZipFile, name: str, limits: Limits) -> _Scan:
@@ -321,7 +323,8 @@ def _scan(zf: zipfile.ZipFile, name: str, limits: Limits) -> _Scan:
                 if b"mergeCell" in buf:
                     refs += [m.group(1).decode() for m in _MERGE.finditer(buf) if m.end() > len(tail)]
                 # a tag cut short at the end of the buffer is searched again with the next chunk
-                if not found.odd and ((m := _ODD_CELL.search(buf)) and m.start() < len(buf) - 8 or beyond.search(buf)):
+                if not found.odd and ((m := _ODD_CELL.search(buf)) and m.start() < len(buf) - 8
+                                      or _PREFIXED.search(buf) or beyond.search(buf)):
                     found.odd = f"{info.filename}: cells beyond the limits or not addressed plainly"
             elif strings:
                 if not tail and (m := _UNIQUE_COUNT.search(buf)):
@@ -330,7 +333,7 @@ def _scan(zf: zipfile.ZipFile, name: str, limits: Limits) -> _Scan:
             elif info.filename == "xl/workbook.xml" and (m := _ACTIVE_TAB.search(buf)):
                 found.active = int(m.group(1))
             tail = buf[-256:]
-        if sheet and _ODD_CELL.search(tail):
+        if sheet and (_ODD_CELL.search(tail) or _PREFIXED.search(tail)):
             found.odd = found.odd or f"{info.filename}: cells not addressed plainly"
         if refs:
             found.merges[info.filename] = list(dict.fromkeys(refs))
@@ -411,16 +414,17 @@ def _read_xlsx(data: bytes, name: str, limits: Limits, depth: int) -> list[Sheet
     return sheets
 
 
-def _padded(ws) -> list:
-    """calamine's rows start at the first used cell: put them back in place (rows[i] is row i + 1)."""
+def _padded(ws):
+    """calamine's rows start at the first used cell: put them back in place (rows[i] is row i + 1),
+    one at a time, so that its lists and ours never all exist at once."""
     start = ws.start
     if start is None:
-        return []
-    cells = ws.to_python(skip_empty_area=True)
-    if not start[1]:
-        return [[]] * start[0] + cells
-    lead = [None] * start[1]
-    return [[]] * start[0] + [lead + r for r in cells]
+        return iter(())
+    cells = ws.iter_rows()
+    if start[1]:
+        lead = [None] * start[1]
+        cells = (lead + r for r in cells)
+    return itertools.chain(itertools.repeat((), start[0]), cells)
 
 
 def _read_openpyxl(data: bytes, name: str, limits: Limits, scan: _Scan) -> list[Sheet]:

@@ -757,3 +757,13 @@ def test_any_damaged_file_reads_or_is_rejected(name, flips):
 @given(st.binary(max_size=2048))
 def test_any_bytes_read_or_are_rejected(data):
     outcome(data, "x", LIMITS)
+
+
+@pytest.mark.parametrize("ref, beyond", [
+    ("AX1", False), ("AY1", True), ("ay1", True), ("ZZ1", True), ("AAA1", True), ("E50000", False),
+    ("E50001", True), ("a100000", True), ("XFD1048576", True), ("A1", False), ("Z49999", False),
+])
+def test_the_scan_knows_a_reference_beyond_the_limits(ref, beyond):
+    from mailbot.workbook import _beyond
+
+    assert bool(_beyond(50_000, 50).search(f'<c r="{ref}" t="s">'.encode())) is beyond
