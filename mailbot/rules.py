@@ -92,6 +92,12 @@ class Checked:
         return not any(p.is_error for p in self.problems)
 
 
+def period_zh(period: str) -> str:
+    """2026-11 -> 2026年11月"""
+    year, month = _period_bounds(period)
+    return f"{year}年{month}月"
+
+
 def _period_bounds(period: str) -> tuple[int, int]:
     year, month = period.split("-")
     return int(year), int(month)

@@ -62,6 +62,19 @@ class Workbook:
     kind: str  # "xlsx", "xls" (also WPS .et), "ods", "csv", "docx", "zip", "tnef"
     sheets: list[Sheet]
     filename: str = ""
+    marked: bool = False  # carries ANNOTATED_MARK: the copy with problems marked that mailbot sent
+    modified: str = ""  # when the file was last saved (docProps/core.xml, ISO 8601), if it says
+
+
+# The custom document property annotate.py writes into every copy it marks up.
+ANNOTATED_MARK = "mailbot-annotated"
+
+
+class _Sheets(list):
+    """A reader's sheets, with what the package said about itself."""
+
+    marked = False
+    modified = ""
 
 
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -218,7 +231,7 @@ def read(data: bytes, filename: str, limits: Limits, *, _depth: int = 0) -> Work
         if type(exc).__name__ != "PanicException":
             raise
         _reject("unreadable", name)
-    return Workbook(kind, sheets, filename)
+    return Workbook(kind, sheets, filename, getattr(sheets, "marked", False), getattr(sheets, "modified", ""))
 
 
 # ---------------------------------------------------------------- zip safety
@@ -266,6 +279,8 @@ class _Scan:
     merges: dict[str, list[str]] = field(default_factory=dict)  # sheet XML path -> merge refs, in order
     odd: str = ""  # why calamine must not read it in this process ("" when it may)
     active: int = 0  # the workbookView's activeTab: index of the sheet open when the file was saved
+    marked: bool = False  # docProps/custom.xml carries ANNOTATED_MARK
+    modified: str = ""  # docProps/core.xml's dcterms:modified
 
 
 # Cell XML that calamine reads in a way this scan cannot bound: a <c> start tag whose position is
@@ -274,6 +289,7 @@ class _Scan:
 _ODD_CELL = re.compile(rb'<c(?! r=")[\s>]')
 _PREFIXED = re.compile(rb':(?:c|row)[\s>]')  # apart: each alone starts with a literal, which re finds fast
 _ACTIVE_TAB = re.compile(rb'<(?:\w+:)?workbookView\b[^>]*?\bactiveTab="(\d{1,5})"')
+_MODIFIED = re.compile(rb"<dcterms:modified\b[^>]*>\s*([0-9T:.+Z-]{10,30})\s*<")
 _UNIQUE_COUNT = re.compile(rb'<(?:\w+:)?sst\b[^>]*?\buniqueCount="(\d+)"')
 
 
@@ -332,6 +348,10 @@ def _scan(zf: zipfile.ZipFile, name: str, limits: Limits) -> _Scan:
                 count += chunk.count(b"<si") + chunk.count(b":si")
             elif info.filename == "xl/workbook.xml" and (m := _ACTIVE_TAB.search(buf)):
                 found.active = int(m.group(1))
+            elif info.filename == "docProps/custom.xml" and f'name="{ANNOTATED_MARK}"'.encode() in buf:
+                found.marked = True
+            elif info.filename == "docProps/core.xml" and (m := _MODIFIED.search(buf)):
+                found.modified = m.group(1).decode()
             tail = buf[-256:]
         if sheet and (_ODD_CELL.search(tail) or _PREFIXED.search(tail)):
             found.odd = found.odd or f"{info.filename}: cells not addressed plainly"
@@ -397,12 +417,14 @@ def _rows(rows, name: str, sheet: str, limits: Limits, calamine: bool = False) -
 def _read_xlsx(data: bytes, name: str, limits: Limits, depth: int) -> list[Sheet]:
     with _open_zip(data, name, limits) as zf:
         scan = _scan(zf, name, limits)
+    sheets = _Sheets()
+    sheets.marked, sheets.modified = scan.marked, scan.modified
     if scan.odd:
         log.info("%s: read with openpyxl (%s)", name, scan.odd)
-        return _read_openpyxl(data, name, limits, scan)
+        sheets += _read_openpyxl(data, name, limits, scan)
+        return sheets
     from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
 
-    sheets = []
     with CalamineWorkbook.from_filelike(io.BytesIO(data)) as wb:
         for i, meta in enumerate(wb.sheets_metadata):
             if meta.typ != SheetTypeEnum.WorkSheet:

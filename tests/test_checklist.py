@@ -71,6 +71,10 @@ def decision_view(decision: intake.Decision) -> dict:
             out["rows"].append({"row": row.row_no, "entity": row.text("entity"), "matter": row.text("matter"),
                                 "date": date.isoformat() if date else None, "usage": row.text("usage"),
                                 "measure": row.text("measure")})
+    out["others"] = [{"status": o.status, "filename": o.filename, "period": o.period, "period_source": o.period_source,
+                      "sheet": o.checklist.sheet, "rows": len(o.checklist.rows),
+                      "problems": [p.code for p in o.problems]} for o in decision.others]
+    out["notes"] = decision.notes
     return out
 
 

@@ -601,6 +601,42 @@ def october_only_eml() -> bytes:
     return _subject_mail("2026年11月信用记录使用情况清单", "情况清单.xlsx", october_only(), "year-3")
 
 
+def _mail_with(subject: str, files: list[tuple[str, bytes]], key: str, body="附件为本单位情况清单，请查收。") -> bytes:
+    msg = _mail("scjgj@example.gov.cn", subject, body, f"<{key}@example.gov.cn>", "Fri, 20 Nov 2026 10:00:00 +0800")
+    for filename, data in files:
+        msg.add_attachment(data, maintype=XLSX[0], subtype=XLSX[1], filename=filename)
+    return _pin_boundaries(msg)
+
+
+def our_annotated_copy(data: bytes) -> bytes:
+    """The marked-up copy mailbot's error receipt carries, made by mailbot itself."""
+    from mailbot import annotate, checklist, rules, workbook
+    from mailbot.config import Limits
+
+    parsed = checklist.parse(workbook.read(data, "情况清单.xlsx", Limits()), "2026-11", firm=True)
+    checked = rules.check(parsed, rules.Context(None, "2026-11", dt.date(2026, 11, 25)))
+    return normalise_zip(annotate.annotate(data, "xlsx", parsed, checked.problems, Limits()))
+
+
+def reply_with_annotated_eml() -> bytes:
+    """Foxmail/QQ "reply with attachments": our marked-up copy goes back with the corrected file."""
+    return _mail_with("回复：回执：【未通过，请修改后重新报送】2026年11月信用记录使用情况清单",
+                      [("情况清单（问题标注）.xlsx", our_annotated_copy(row_problems())), ("情况清单.xlsx", template_filled())],
+                      "reply-1", "已按要求修改，请查收。")
+
+
+def two_months_eml() -> bytes:
+    """October (late) and November in one mail: each its own submission."""
+    return _mail_with("10月、11月信用记录使用情况清单", [("10月情况清单.xlsx", october_only()), ("11月情况清单.xlsx", template_filled())],
+                      "two-1")
+
+
+def same_month_twice_eml() -> bytes:
+    """Two files for November, the first with mistakes, the second corrected: the valid one counts."""
+    return _mail_with("2026年11月信用记录使用情况清单", [("情况清单.xlsx", row_problems()), ("情况清单（修改）.xlsx", template_filled())],
+                      "twice-1")
+
+
 FIXTURES = {
     "template_filled.xlsx": template_filled,
     "instructions_first.xlsx": instructions_first,
@@ -615,6 +651,9 @@ FIXTURES = {
     "year_sheets.eml": year_sheets_eml,
     "year_late.eml": year_late_eml,
     "october_only.eml": october_only_eml,
+    "reply_with_annotated.eml": reply_with_annotated_eml,
+    "two_months.eml": two_months_eml,
+    "same_month_twice.eml": same_month_twice_eml,
     "nil_merged.xlsx": nil_merged,
     "nil_wu.xlsx": nil_wu,
     "nil_seq_column.xlsx": nil_seq_column,
