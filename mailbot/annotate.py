@@ -83,12 +83,22 @@ def annotate(data: bytes, kind: str, checklist: Checklist, problems: list[Proble
                 notes.append(f"因表格行数较多（{rows}行），仅在前{marked}个有问题的单元格中标红并加批注，"
                              f"其余{skipped}个单元格的问题请按本表逐条核对。")
             _problem_list(book, titles, problems, notes)
+            _mark_as_ours(book)
             out = io.BytesIO()
             book.save(out)
             return out.getvalue()
     except Exception:  # the receipt must go out even when the copy cannot be made
         log.warning("cannot annotate %s checklist %r", kind, checklist.sheet, exc_info=True)
         return None
+
+
+def _mark_as_ours(book) -> None:
+    """A custom document property that says this copy is ours: sent back with a reply ("reply with
+    attachments"), it is never read as the department's checklist (decision.py)."""
+    from openpyxl.packaging.custom import StringProperty
+
+    if workbook_mod.ANNOTATED_MARK not in {p.name for p in book.custom_doc_props.props}:
+        book.custom_doc_props.append(StringProperty(name=workbook_mod.ANNOTATED_MARK, value=AUTHOR))
 
 
 # ---------------------------------------------------------------- opening

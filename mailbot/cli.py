@@ -41,8 +41,21 @@ def _office(args, cfg: config_mod.Config):
 
 
 def _print_json(data) -> None:
-    # compact: the C encoder, several times faster than indent= on a 20,000-row checklist
-    print(json.dumps(data, ensure_ascii=False, default=str))
+    # compact: the C encoder, several times faster than indent= on a 20,000-row checklist; a long
+    # "rows" list is written a thousand rows at a time (the same text), so that the whole
+    # document never stands in memory twice (as text, then as bytes): 40 MB for 20,000 rows
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or len(rows) < 2000:
+        print(json.dumps(data, ensure_ascii=False, default=str))
+        return
+    mark = "\x00rows\x00"
+    head, tail = json.dumps({**data, "rows": mark}, ensure_ascii=False, default=str).split(json.dumps(mark), 1)
+    out = sys.stdout
+    out.write(head + "[")
+    for start in range(0, len(rows), 1000):
+        chunk = json.dumps(rows[start:start + 1000], ensure_ascii=False, default=str)[1:-1]
+        out.write((", " if start else "") + chunk)
+    out.write("]" + tail + "\n")
 
 
 # --- commands --------------------------------------------------------------------------------

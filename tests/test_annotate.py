@@ -278,3 +278,36 @@ def test_check_json_never_contains_an_unmasked_id_number_wherever_it_was_typed()
                              dt.date(2026, 11, 20))
     out = json.dumps(result, ensure_ascii=False, default=str)
     assert ID_OK not in out and ID_BAD not in out
+
+
+def test_the_annotated_copy_is_marked_ours_and_recognised_even_without_the_mark():
+    import zipfile as _zipfile
+
+    from mailbot import decision
+    from mailbot.workbook import ANNOTATED_MARK, read
+
+    data = (Path(__file__).parent / "data" / "checklists" / "row_problems.xlsx").read_bytes()
+    parsed = checklist_mod.parse(read(data, "清单.xlsx", Limits()))
+    checked = rules.check(parsed, rules.Context(None, "2026-11", dt.date(2026, 11, 25)))
+    copy = annotate.annotate(data, "xlsx", parsed, checked.problems, Limits())
+    book = read(copy, "清单（问题标注）.xlsx", Limits())
+    assert book.marked and decision._ours(book)
+    assert not read(data, "清单.xlsx", Limits()).marked
+    again = annotate.annotate(copy, "xlsx", checklist_mod.parse(book), checked.problems, Limits())  # marked once only
+    assert read(again, "a.xlsx", Limits()).marked
+    buf = io.BytesIO()  # a copy saved again without custom properties (WPS): its 问题清单 sheet still tells
+    with _zipfile.ZipFile(io.BytesIO(copy)) as src, _zipfile.ZipFile(buf, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "docProps/custom.xml":
+                body = body.replace(ANNOTATED_MARK.encode(), b"something-else")
+            dst.writestr(info, body)
+    unmarked = read(buf.getvalue(), "a.xlsx", Limits())
+    assert not unmarked.marked and decision._ours(unmarked)
+
+
+def test_our_copy_alone_is_read_and_its_new_copy_is_not_named_twice():
+    from mailbot import intake
+
+    assert intake._annotated_name("情况清单（问题标注）.xlsx") == "情况清单（问题标注）.xlsx"
+    assert intake._annotated_name("情况清单.xls") == "情况清单（问题标注）.xlsx"
