@@ -226,8 +226,10 @@ def _mark(book, titles: dict[str, str], problems: list[Problem], limit: int | No
         comment.height = min(480, 30 + 16 * sum(math.ceil(len(line) / 20) or 1 for line in said.splitlines()))
         cell.comment = comment
         cell.fill = _fill()
+        cell.alignment = cell.alignment.copy(wrap_text=True)
         _show_as_held(cell)
-        _fit_row(book[title], cell, merged[title])
+    for title, row in {(title, book[title][coordinate].row) for (title, coordinate), _found in chosen}:
+        _fit_row(book[title], row, merged[title])
     return len(chosen), len(cells) - len(chosen)
 
 
@@ -242,22 +244,25 @@ def _show_as_held(cell) -> None:
         cell.number_format = "General"
 
 
-def _fit_row(ws, cell, merged) -> None:
-    """Wrap the marked cell's text and make its row tall enough to read it all."""
-    cell.alignment = cell.alignment.copy(wrap_text=True)
-    if cell.value is None:
-        return
-    first = last = cell.column
-    for r0, c0, r1, c1, _start in merged:
-        if r0 <= cell.row <= r1 and c0 <= cell.column <= c1:
-            first, last = c0, c1
-    width = sum(ws.column_dimensions[get_column_letter(c)].width or 8.43 for c in range(first, last + 1))
-    text = str(cell.value)
-    lines = sum(max(1, math.ceil(len(part.encode("gb18030", "replace")) / max(width - 1, 1)))
-                for part in text.splitlines() or [text])
-    dims = ws.row_dimensions[cell.row]
-    if (dims.height or 15) < LINE_HEIGHT * lines + 2:
-        dims.height = LINE_HEIGHT * lines + 2
+def _fit_row(ws, row: int, merged) -> None:
+    """Make a marked row tall enough for every wrapped text in it (the template's rows have a
+    fixed height, and a marked cell now wraps)."""
+    needed = 1
+    for column in range(1, ws.max_column + 1):
+        cell = ws._cells.get((row, column))  # the cells that exist; ws[row] would create the rest
+        if cell is None or cell.value is None or not cell.alignment.wrap_text:
+            continue
+        first = last = cell.column
+        for r0, c0, r1, c1, _start in merged:
+            if r0 <= row <= r1 and c0 <= cell.column <= c1:
+                first, last = c0, c1
+        width = sum(ws.column_dimensions[get_column_letter(c)].width or 8.43 for c in range(first, last + 1))
+        text = str(cell.value)
+        needed = max(needed, sum(max(1, math.ceil(len(part.encode("gb18030", "replace")) / max(width - 1, 1)))
+                                 for part in text.splitlines() or [text]))
+    dims = ws.row_dimensions[row]
+    if (dims.height or 15) < LINE_HEIGHT * needed + 2:
+        dims.height = LINE_HEIGHT * needed + 2
 
 
 def _where(problem: Problem) -> str:

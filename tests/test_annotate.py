@@ -130,8 +130,9 @@ def test_marked_cells_wrap_in_rows_tall_enough_to_read():
     cl, problems = judged(data, "清单.xlsx")
     ws = opened(annotate.annotate(data, "xlsx", cl, problems))["情况清单"]
     assert set(marked(ws)) == {"A7"}
-    assert ws["A7"].alignment.wrap_text
-    lines = -(-len(ws["A7"].value.encode("gb18030")) // int(ws.column_dimensions["A"].width - 1))
+    assert ws["A7"].alignment.wrap_text and ws["D7"].alignment.wrap_text
+    lines = max(-(-len(ws[f"{c}7"].value.encode("gb18030")) // int(ws.column_dimensions[c].width - 1)) for c in "AD")
+    assert lines >= 3  # the long usage text in the same row, not the marked cell, sets the height
     assert ws.row_dimensions[7].height >= annotate.LINE_HEIGHT * lines > (template.row_dimensions[7].height or 15)
     assert ws.row_dimensions[8].height == template.row_dimensions[8].height  # unmarked rows as they were
 
