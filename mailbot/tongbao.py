@@ -417,6 +417,23 @@ def _table(doc, entries: list[Entry]) -> None:
             _cell(cell, text, BODY_FONT, w, align)
 
 
+def _heading(doc, text: str) -> None:
+    """一、 in 黑体, never left alone at the foot of a page."""
+    _paragraph(doc, text, HEADING_FONT).paragraph_format.keep_with_next = True
+
+
+def _requirements(data: Tongbao) -> list[tuple[str, str]]:
+    """（一）（二）…: what each kind of department named must do, then what all must."""
+    items = []
+    if data.count(MISSING) or data.count(REJECTED):
+        items.append(("抓紧补报。", "未报送和报送未通过的单位要高度重视，明确责任部门，安排专人负责，尽快报送合格的情况清单。"))
+    if data.count(LATE):
+        items.append(("查找原因。", "逾期报送的单位要认真查找原因，切实加以改进。"))
+    items.append(("按时报送。", "社会信用体系建设是优化营商环境的一项重要考核内容。各单位要严格按照通知要求，"
+                               f"于每月{data.deadline_day}日前按时报送情况清单，确保报送及时、内容准确。"))
+    return items
+
+
 def _numbered(doc, lead: str, text: str) -> None:
     """A （一） paragraph: the lead-in sentence in 楷体, the rest in 仿宋."""
     p = _paragraph(doc)
@@ -425,13 +442,18 @@ def _numbered(doc, lead: str, text: str) -> None:
 
 
 def _signature(doc, data: Tongbao) -> None:
-    """署名 and 成文日期: the date 右空四字; the name centred over it when it fits, else also 右空四字."""
+    """署名 and 成文日期: the date 右空四字; the name centred over it when it fits, else also 右空四字.
+    Kept on one page with the last paragraph of the text: a page with only the 署名 is not done."""
     date = _ymd(data.issued)
     four = 4 * BODY_SIZE
     spare = (width(date) - width(data.office_name)) / 2 * BODY_SIZE
     name_indent = four + spare if spare >= 0 else four
+    doc.paragraphs[-1].paragraph_format.keep_with_next = True
     _blank(doc, 2)
-    _paragraph(doc, data.office_name, indent=False, align=WD_ALIGN_PARAGRAPH.RIGHT, right_indent=name_indent)
+    for p in doc.paragraphs[-2:]:
+        p.paragraph_format.keep_with_next = True
+    name = _paragraph(doc, data.office_name, indent=False, align=WD_ALIGN_PARAGRAPH.RIGHT, right_indent=name_indent)
+    name.paragraph_format.keep_with_next = True
     _paragraph(doc, date, indent=False, align=WD_ALIGN_PARAGRAPH.RIGHT, right_indent=four)
 
 
@@ -484,17 +506,14 @@ def build(data: Tongbao) -> bytes:
     _paragraph(doc, f"根据{data.citation}要求，{w.addressees}须于每月{data.deadline_day}日前将行政管理事项中"
                     f"使用信用记录或报告的情况清单报送至指定邮箱。"
                     f"现将{period_zh(data.period)}情况清单报送情况通报如下。")
-    _paragraph(doc, "一、总体情况", HEADING_FONT)
+    _heading(doc, "一、总体情况")
     _paragraph(doc, data.summary)
     if data.entries:
-        _paragraph(doc, "二、未按要求报送的单位", HEADING_FONT)
+        _heading(doc, "二、未按要求报送的单位")
         _table(doc, data.entries)
-        _paragraph(doc, "三、有关要求", HEADING_FONT)
-        _numbered(doc, "（一）抓紧补报。", "未报送和报送未通过的单位要高度重视，明确责任部门，安排专人负责，"
-                                          "尽快报送合格的情况清单。")
-        _numbered(doc, "（二）查找原因。", "逾期报送的单位要认真查找原因，切实加以改进。")
-        _numbered(doc, "（三）按时报送。", "社会信用体系建设是优化营商环境的一项重要考核内容。各单位要严格按照通知要求，"
-                                          f"于每月{data.deadline_day}日前按时报送情况清单，确保报送及时、内容准确。")
+        _heading(doc, "三、有关要求")
+        for n, (lead, text) in enumerate(_requirements(data)):
+            _numbered(doc, f"（{'一二三'[n]}）{lead}", text)
         if w.report_to:
             _paragraph(doc, f"本通报结果将上报{w.report_to}。")
     _signature(doc, data)

@@ -105,10 +105,14 @@ def test_the_draft_has_the_parts_and_typography_of_gbt_9704():
     assert [(r.text, _east_asia(r)) for r in first.runs][0] == ("（一）抓紧补报。", "楷体_GB2312")
     assert _east_asia(first.runs[1]) == "仿宋_GB2312"
     assert doc.styles["Normal"].element.rPr.find(qn("w:lang")).get(qn("w:eastAsia")) == "zh-CN"
-    # 署名 and 成文日期 右空四字
+    # 署名 and 成文日期 右空四字, never on a page without text: kept with the last paragraph
     for text in (OFFICE, "2026年11月26日"):
         p = _paragraph(doc, text)
         assert (p.alignment, p.paragraph_format.right_indent) == (WD_ALIGN_PARAGRAPH.RIGHT, Pt(64))
+    at = [p.text for p in doc.paragraphs].index(OFFICE)
+    assert doc.paragraphs[at - 3].text == "本通报结果将上报县委、县政府。"
+    assert all(p.paragraph_format.keep_with_next for p in doc.paragraphs[at - 3:at + 1])
+    assert all(_paragraph(doc, h).paragraph_format.keep_with_next for h in ("一、总体情况", "三、有关要求"))
     # the table header repeats on every page; the 版记 floats at the foot of the 版心
     listing, colophon = doc.tables
     assert listing.rows[0]._tr.trPr.find(qn("w:tblHeader")) is not None
@@ -208,3 +212,10 @@ def test_draft_data_from_standings_names_missing_rejected_and_late_in_that_order
     ]
     assert (data.owed, data.on_time, data.nil_reports, data.as_of) == (3, 1, 1, dt.date(2026, 11, 26))
     assert "按时报送1个（其中零报告1个）" in data.summary
+
+
+def test_the_requirements_address_only_the_kinds_of_department_named():
+    late_only = [p.text for p in _open(_draft(entries=ENTRIES[2:], owed=5)).paragraphs if p.text.startswith("（")]
+    assert [t[:8] for t in late_only] == ["（一）查找原因。", "（二）按时报送。"]
+    everyone = [p.text for p in _open(_draft()).paragraphs if p.text.startswith("（")]
+    assert [t[:8] for t in everyone] == ["（一）抓紧补报。", "（二）查找原因。", "（三）按时报送。"]

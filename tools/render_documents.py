@@ -24,11 +24,13 @@ from tests import factory, render  # noqa: E402
 
 def county_config(var: Path, departments: int) -> dict:
     return {
-        "office": {"name": "赞皇县社会信用体系建设领导小组办公室", "address": "zhxxyt@126.com", "phone": "0311-84225051"},
+        "office": {"name": "赞皇县社会信用体系建设领导小组办公室", "address": "zhxxyt@126.com", "phone": "0311-84225051",
+                   "doc_number_prefix": "赞信用办"},  # as in config/mailbot.example.yaml
         "imap": {"host": "127.0.0.1", "security": "none", "user": "zhxxyt@126.com"},
         "smtp": {"host": "127.0.0.1", "security": "none"},
         "database": {"url": f"sqlite:///{var}/mailbot.db"},
         "recipients": {"digest": ["zhxxyt@126.com"]},
+        "tongbao": {"copy_to": ["县委办公室", "县政府办公室"]},
         "departments": factory.COUNTY[:departments],
     }
 
