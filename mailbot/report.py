@@ -8,7 +8,6 @@ occur and whole-number axes. Write-only openpyxl keeps a county of 1,300 departm
 """
 from __future__ import annotations
 
-import copy
 import io
 import math
 
@@ -85,7 +84,7 @@ def _style(ws, **attrs):
 
 def _cell(ws, value, style):
     cell = WriteOnlyCell(ws, value=value)
-    cell._style = copy.copy(style)
+    cell._style = style  # shared: a written cell is never changed again
     return cell
 
 
@@ -119,21 +118,32 @@ def _fill(colour: str | None) -> dict:
 def _summary_sheet(wb, month) -> None:
     ws = export.start_sheet(wb, "汇总", SUMMARY_COLUMNS, title_text=title(month, "情况清单汇总"), ruled=True)
     widths = [w for _t, w in SUMMARY_COLUMNS]
-    styles = [_style(ws, alignment=WRAP, number_format=fmt) for fmt in ("General", "yyyy-mm-dd",
-                                                                          export.DATETIME_FORMAT)]
-    formats = [styles[1] if t == "日期" else styles[2] if t == "报送时间" else styles[0] for t, _w in SUMMARY_COLUMNS]
+    styles = {fmt: _style(ws, alignment=WRAP, number_format=fmt) for fmt in ("General", "yyyy-mm-dd",
+                                                                              export.DATETIME_FORMAT)}
+    formats = ["yyyy-mm-dd" if t == "日期" else export.DATETIME_FORMAT if t == "报送时间" else "General"
+               for t, _w in SUMMARY_COLUMNS]
+    # One cell per column, reused row after row: a write-only sheet writes a row when it is
+    # appended, and creating 140,000 styled cells would double the time of the digest.
+    wrapped = [_cell(ws, None, styles[fmt]) for fmt in formats]
+    stamp = _cell(ws, None, _style(ws, number_format=export.DATETIME_FORMAT))
     rows = _Rows(ws, 2)
     for record in month.records:
         values = record.values()
-        cells = []
-        for value, style in zip(values, formats):
-            if export.unsafe_start(value):
-                cell = export.xlsx_value(ws, value)  # text, quote-prefixed: never a formula
-                cell.alignment = WRAP
-            else:
-                cell = _cell(ws, value, style)
-            cells.append(cell)
-        rows.append(cells, max((_lines(v, w) for v, w in zip(values, widths) if isinstance(v, str)), default=1))
+        lines = max(_lines(v, w) if isinstance(v, str) else 1 for v, w in zip(values, widths))
+        if lines == 1:  # plain values, as fast as the export
+            cells = [export.xlsx_value(ws, v) for v in values[:-1]]
+            stamp.value = values[-1]
+            cells.append(stamp)
+        else:  # every cell of the row at the top, the long texts wrapped
+            cells = []
+            for value, cell in zip(values, wrapped):
+                if export.unsafe_start(value):
+                    cell = export.xlsx_value(ws, value)  # text, quote-prefixed: never a formula
+                    cell.alignment = WRAP
+                else:
+                    cell.value = value
+                cells.append(cell)
+        rows.append(cells, lines)
     export.finish_sheet(ws, len(SUMMARY_COLUMNS), len(month.records), header_row=2)
 
 
