@@ -162,7 +162,7 @@ def _filing_sheet(wb, month) -> None:
     export.finish_sheet(ws, len(FILING_COLUMNS), len(month.filings), header_row=2)
     counts = "，".join(f"{STATE_ZH[s]}{month.count(s)}个" for s in (FILED, LATE, REJECTED, MISSING))
     rows.append([])
-    rows.note(f"共{len(month.filings)}个单位：{counts}；其中零报告{month.nil_reports}个"
+    rows.note(f"共{len(month.filings)}个单位：{counts}；已报送的单位中零报告{month.nil_reports}个"
               "（当月无使用信用记录和信用报告情况）。", 1, len(FILING_COLUMNS), sum(w for _t, w in FILING_COLUMNS))
 
 

@@ -61,7 +61,7 @@ def print_table(office: OfficeConfig, rows: list[dict], period: str | None, cons
     colour = {"filed": "green", "late": "yellow", "rejected": "red", "missing": "red"}
     for r in rows:
         sent = "\n".join(_mail_zh(m, office) for m in r["sent"]) or "—"
-        nil = "（零报告）" if r["nil_report"] else ""
+        nil = "\n（零报告）" if r["nil_report"] else ""
         table.add_row(r["name"], f"[{colour[r['state']]}]{STATE_ZH[r['state']]}{nil}[/]", str(r["rows"]),
                       str(r["submissions"]), sent)
     filed = [r for r in rows if r["state"] in ("filed", "late")]

@@ -155,7 +155,7 @@ class Tongbao:
             head += f"（其中零报告{self.nil_reports}个）"
         if not self.entries:
             return head + "，全部单位均已按时报送。"
-        parts = "、".join(f"{STATE_ZH[s]}{self.count(s)}个" for s in COUNTED)
+        parts = "、".join(f"{STATE_ZH[s]}{self.count(s)}个" for s in COUNTED if self.count(s))
         return f"{head}；未按要求报送{len(self.entries)}个，其中{parts}。"
 
     @property
