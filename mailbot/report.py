@@ -22,6 +22,7 @@ from openpyxl.worksheet.pagebreak import Break
 from . import export, vocabulary
 from .export import KINDS, UNKNOWN_FIELD, text_width
 from .obligations import FILED, LATE, MISSING, REJECTED, STATE_ZH, parse_period
+from .tongbao import period_zh
 
 GROUPS = (
     ("措施类别", KINDS),
@@ -51,11 +52,6 @@ YEAR_TOTALS = (("按时报送", (FILED, NIL)), ("其中零报告", (NIL,)), ("�
 CHART_ROWS = 30  # rows of 15 pt per chart: one landscape page with its title row
 
 
-def _period_zh(period: str) -> str:
-    year, month = parse_period(period)
-    return f"{year}年{month}月"
-
-
 def cutoff(month) -> str:
     """截至2026年11月26日9时 (with the minutes when there are any)."""
     t = month.as_of
@@ -66,7 +62,7 @@ def cutoff(month) -> str:
 def title(month, what: str) -> str:
     """The title row: office, period, what the sheet shows, and as of when."""
     note = "，报送截止日前的统计" if month.open else ""
-    return f"{month.office_name} {_period_zh(month.period)}{what}（{cutoff(month)}{note}）"
+    return f"{month.office_name} {period_zh(month.period)}{what}（{cutoff(month)}{note}）"
 
 
 def _lines(text, width: float) -> int:
@@ -74,8 +70,8 @@ def _lines(text, width: float) -> int:
 
 
 def _style(ws, **attrs):
-    """A style (font, fill, alignment, number format) registered once; cells take copies of it,
-    ten times faster than setting each cell's attributes."""
+    """A style (font, fill, alignment, number format) registered once and shared by the cells
+    that have it: ten times faster than setting each cell's attributes."""
     cell = WriteOnlyCell(ws, value=None)
     for key, value in attrs.items():
         setattr(cell, key, value)
