@@ -226,7 +226,9 @@ def _mark(book, titles: dict[str, str], problems: list[Problem], limit: int | No
         comment.height = min(480, 30 + 16 * sum(math.ceil(len(line) / 20) or 1 for line in said.splitlines()))
         cell.comment = comment
         cell.fill = _fill()
-        cell.alignment = cell.alignment.copy(wrap_text=True)
+        wrapped = copy.copy(cell.alignment)  # the cell's own alignment, wrapped
+        wrapped.wrap_text = True
+        cell.alignment = wrapped
         _show_as_held(cell)
     for title, row in {(title, book[title][coordinate].row) for (title, coordinate), _found in chosen}:
         _fit_row(book[title], row, merged[title])
