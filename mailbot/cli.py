@@ -158,7 +158,8 @@ def cmd_digest(args) -> int:
         from .city import command as city_command
         return city_command(open_store(cfg), cfg, args.period, Path(args.out), args.send)
     office = _office(args, cfg)
-    return command(open_store(cfg), office, args.period, Path(args.out), args.send)
+    return command(open_store(cfg), office, args.period, Path(args.out), args.send, force=args.force,
+                   err=lambda line: print(line, file=sys.stderr))
 
 
 def cmd_export(args) -> int:
@@ -271,9 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print what would be queued; queue and send nothing")
     p.set_defaults(func=cmd_tick)
     p = add("digest", help="the monthly digest: workbook (and 通报 draft) into --out; mail it with --send")
-    p.add_argument("--period", type=_period, help="YYYY-MM (default: the current month)")
+    p.add_argument("--period", type=_period, help="YYYY-MM (default: the last month whose deadline has passed)")
     p.add_argument("--out", default=".", help="directory for the files (default: current directory)")
     p.add_argument("--send", action="store_true", help="also queue the digest mail to recipients.digest and deliver")
+    p.add_argument("--force", action="store_true",
+                   help="also draft the 通报 for a month whose deadline has not passed yet")
     p.add_argument("--city", action="store_true", help="the city digest across every office (config `city`)")
     p.set_defaults(func=cmd_digest)
     p = add("export", help="every row in force for a month or a year, for the city platform")

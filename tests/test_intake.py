@@ -140,7 +140,7 @@ def test_poll_once_and_status_from_the_command_line(setup, capsys):
     by_id = {d["id"]: d for d in data}
     assert by_id["scjgj"] | {"sent": None, "filed_at": None} == {
         "id": "scjgj", "name": "赞皇县市场监督管理局", "state": "filed", "rows": 3, "submissions": 1,
-        "sent": None, "filed_at": None}
+        "nil_report": False, "sent": None, "filed_at": None}
     assert by_id["czj"]["state"] == "missing" and by_id["czj"]["submissions"] == 0
 
 
