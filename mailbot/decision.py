@@ -8,12 +8,13 @@ anything unexpected sends the message to quarantine.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import re
 import traceback
 from dataclasses import dataclass, field
 
-from . import annotate, checklist as checklist_mod, faults, message, rules, workbook
+from . import annotate, checklist as checklist_mod, claim as claim_mod, faults, message, rules, workbook
 from .config import Department, OfficeConfig
 from .errors import Problem, Rejected
 
@@ -27,8 +28,8 @@ _TABLE_NAMES = (".xlsx", ".xlsm", ".xls", ".et", ".ett", ".csv", ".docx", ".doc"
 
 @dataclass
 class Decision:
-    status: str  # accepted, rejected, ignored, quarantined
-    kind: str  # checklist, no_checklist, auto_reply, bounce, own, list, unknown_sender, error
+    status: str  # accepted, rejected, ignored, quarantined, left (not ours: stays where it is)
+    kind: str  # checklist, no_checklist, auto_reply, bounce, own, list, unknown_sender, error; left: claim's reason
     reason: str = ""
     detail: str = ""
     mail: message.Mail | None = None
@@ -41,6 +42,7 @@ class Decision:
     problems: list[Problem] = field(default_factory=list)
     attach_template: bool = False
     annotated: bytes | None = None  # the sender's workbook with every problem marked
+    file_sha256: str = ""  # of the attachment read, to recognise a byte-identical resubmission
 
     @property
     def stores_submission(self) -> bool:
@@ -76,11 +78,17 @@ def _read(office: OfficeConfig, candidates) -> tuple[message.Attachment, checkli
     raise first_error
 
 
-def decide(office: OfficeConfig, raw: bytes, arrived: dt.datetime, truncated: bool = False) -> Decision:
+def decide(office: OfficeConfig, raw: bytes, arrived: dt.datetime, truncated: bool = False, *,
+           claim: str | None = None) -> Decision:
+    """`claim`: "all" where every mail is ours (the reprocess folder); default `imap.claim`."""
     mail = None
     faults.crash_point("in_decide", raw)
     try:
         mail = message.parse(raw)
+        if not truncated:  # a truncated mail was judged from its structure before it was fetched
+            verdict = claim_mod.judge(office, mail, claim=claim)
+            if verdict.ours is False:
+                return Decision("left", verdict.reason, reason=verdict.reason, mail=mail)
         return _decide(office, mail, arrived, truncated)
     except Exception as exc:  # anything unexpected: quarantine this one message, go on with the rest
         log.exception("message=<%s> unexpected error; quarantined", mail.message_id if mail else "?")
@@ -136,6 +144,6 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
     annotated = None if checked.accepted else annotate.annotate(
         att.data, workbook.sniff(att.data), parsed, checked.problems, office.limits)
     return Decision(status, "checklist", mail=mail, department=dept, filename=att.filename, annotated=annotated,
-                    period=period,
+                    period=period, file_sha256=hashlib.sha256(att.data).hexdigest(),
                     period_source=source, checklist=parsed, checked=checked, problems=checked.problems,
                     attach_template=any(p.code in ("missing_column", "wrong_template") for p in checked.problems))

@@ -67,21 +67,28 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
         existing = store.message_at(session, office.id, fetched.folder, fetched.uidvalidity, fetched.uid)
         if existing is not None:
             return existing
+        destination = {"quarantined": imap.quarantine_folder, "left": fetched.folder}.get(
+            decision.status, imap.processed_folder)
         row = Message(
             office=office.id, folder=fetched.folder, uidvalidity=fetched.uidvalidity, uid=fetched.uid,
             message_id=mail.message_id if mail else "", sha256=sha, size=len(fetched.raw),
             sender=mail.sender if mail else "", subject=letters.one_line(mail.subject, 500) if mail else "",
             received_at=fetched.arrived, kind=decision.kind, status=decision.status, reason=decision.reason,
             detail=decision.detail, department_id=decision.department.id if decision.department else None,
-            destination=imap.quarantine_folder if decision.status == "quarantined" else imap.processed_folder,
+            destination=destination,
         )
-        if replay_of is not None:
-            row.reason = row.reason or f"replay_of:{replay_of}"
+        if decision.status == "left":  # not ours: recorded so that it is not read again, nothing else
+            session.add(row)
+            return row
         first = store.same_message(session, office.id, row.message_id, sha) if mail and replay_of is None else None
-        if first is not None:
+        if first is not None and (fetched.again or _moved_back(first, fetched)):
+            replay_of = first.id  # the clerk asked for it again: handled with today's config, not a duplicate
+        elif first is not None:
             row.status, row.reason, row.destination = "duplicate", f"duplicate_of:{first.id}", first.destination
             session.add(row)
             return row
+        if replay_of is not None:
+            row.reason = row.reason or f"replay_of:{replay_of}"
         session.add(row)
         session.flush()
         if decision.kind == "bounce" and mail is not None:
@@ -114,12 +121,22 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
             session.add_all(rows)
             if replaced is not None:
                 diff = changes(store.rows_of(session, replaced.id), rows)
+        if submission is not None:
+            submission.file_sha256 = decision.file_sha256
+        same = replaced if replaced is not None and decision.file_sha256 and \
+            replaced.file_sha256 == decision.file_sha256 else None
         if decision.status in ("accepted", "rejected") and receipts:
-            if _replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
+            key = f"receipt:{row.sha256}" if replay_of is None else f"receipt:{row.sha256}:{row.id}"
+            if same is not None:  # the very file again: one answer a day says so, the rest none
+                day = fetched.arrived.astimezone(office.office.tz).date().isoformat()
+                key = f"same:{decision.department.id}:{decision.period}:{decision.file_sha256[:16]}:{day}"
+            if decision.status == "rejected" and \
+                    _replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
                 log.warning("message=<%s> daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
                 row.reason = "reply_cap"
-            else:
-                _queue_receipt(session, office, row, decision, submission, replaced, diff)
+            elif not _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same) \
+                    and same is not None:
+                row.reason = "same_content"
         faults.crash_point("in_transaction")
     faults.crash_point("after_commit")
     return row
@@ -134,14 +151,38 @@ def _record_bounce(session, office: OfficeConfig, mail: message.Mail) -> None:
         log.warning("outbox=<%s> bounced: %s", out.message_id, out.last_error)
 
 
+def _moved_back(first: Message, fetched) -> bool:
+    """A copy of mail we handled and moved, moved back by hand: it keeps its INTERNALDATE (a
+    second delivery of the same mail has one of its own)."""
+    return first.moved_at is not None and abs((first.received_at - fetched.arrived).total_seconds()) < 1
+
+
 def _replies_today(session, office: OfficeConfig, sender: str) -> int:
-    """Receipts queued to `sender` in the last 24 hours: the cap that stops any mail loop."""
+    """Error receipts (answers to mistakes and to mail that is no checklist) queued to `sender`
+    in the last 24 hours: the cap that stops any mail loop. An accepted checklist's receipt is
+    never capped (and not counted)."""
     return session.exec(select(func.count(Outgoing.id)).join(Message, Outgoing.message_pk == Message.id).where(
         Outgoing.office == office.id, Outgoing.kind == "receipt", Message.sender == sender,
-        Outgoing.created_at > utcnow() - dt.timedelta(days=1))).one()[0]
+        Message.status == "rejected", Outgoing.created_at > utcnow() - dt.timedelta(days=1))).one()[0]
 
 
-def _queue_receipt(session, office, row, decision, submission, replaced, diff) -> None:
+def leave(engine: Engine, office: OfficeConfig, folder: str, uidvalidity: int, left) -> None:
+    """Record mail that is not ours, judged from its header: (mailbox.Glance, claim.Verdict)
+    pairs. It stays where it is, untouched; the row only says it was read."""
+    with store.writing(engine) as session:
+        known = store.messages_at(session, office.id, folder, uidvalidity, [g.uid for g, _v in left])
+        for glance, verdict in left:
+            if glance.uid in known:
+                continue
+            mail = message.parse(glance.header)
+            session.add(Message(
+                office=office.id, folder=folder, uidvalidity=uidvalidity, uid=glance.uid,
+                message_id=mail.message_id, sha256="", size=glance.size, sender=mail.sender,
+                subject=letters.one_line(mail.subject, 500), received_at=glance.arrived, kind=verdict.reason,
+                status="left", reason=verdict.reason, destination=folder))
+
+
+def _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same) -> bool:
     from .template import build_template
 
     mail = decision.mail
@@ -163,14 +204,15 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff) -
         "errors": errors, "warnings": warnings,
         "deadline": office.schedule.deadline_day,
         "annotated": annotate.annotated_filename(decision.filename) if decision.annotated else "",
+        "same": same,
     }
     out = letters.build(
-        office, kind="receipt", key=f"receipt:{row.sha256}", template=template, to=[mail.sender],
+        office, kind="receipt", key=key, template=template, to=[mail.sender],
         context=context, department_id=decision.department.id, period=decision.period or None,
         message_pk=row.id, in_reply_to=mail.message_id, references=mail.references,
         attachments=attachments, auto="auto-replied",
     )
-    store.enqueue(session, out)
+    return store.enqueue(session, out)
 
 
 def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, decision: Decision | None = None,
@@ -182,5 +224,6 @@ def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, dec
     if existing is not None:
         return existing
     faults.crash_point("after_fetch")
-    decision = decision or decide(office, fetched.raw, fetched.arrived, fetched.truncated)
+    decision = decision or decide(office, fetched.raw, fetched.arrived, fetched.truncated,
+                                  claim="all" if fetched.again else None)
     return commit(engine, office, fetched, sha, decision)

@@ -95,6 +95,13 @@ def messages_at(session: Session, office: str, folder: str, uidvalidity: int, ui
     return {m.uid: m for m in rows}
 
 
+def unmoved(session: Session, office: str, folder: str, uidvalidity: int) -> list[Message]:
+    """Messages of `folder` whose outcome is committed but which are still there, to be moved."""
+    return list(session.exec(select(Message).where(
+        Message.office == office, Message.folder == folder, Message.uidvalidity == uidvalidity,
+        Message.moved_at.is_(None), Message.destination != folder).order_by(Message.uid)).scalars().all())
+
+
 def same_message(session: Session, office: str, message_id: str, sha256: str) -> Message | None:
     """The first handled copy of a mail: same Message-ID and the same bytes."""
     return session.exec(select(Message).where(
