@@ -131,7 +131,7 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
                 day = fetched.arrived.astimezone(office.office.tz).date().isoformat()
                 key = f"same:{decision.department.id}:{decision.period}:{decision.file_sha256[:16]}:{day}"
             if decision.status == "rejected" and \
-                    _replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
+                    replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
                 log.warning("message=<%s> daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
                 row.reason = "reply_cap"
             elif not _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same) \
@@ -157,7 +157,7 @@ def _moved_back(first: Message, fetched) -> bool:
     return first.moved_at is not None and abs((first.received_at - fetched.arrived).total_seconds()) < 1
 
 
-def _replies_today(session, office: OfficeConfig, sender: str) -> int:
+def replies_today(session, office: OfficeConfig, sender: str) -> int:
     """Error receipts (answers to mistakes and to mail that is no checklist) queued to `sender`
     in the last 24 hours: the cap that stops any mail loop. An accepted checklist's receipt is
     never capped (and not counted)."""

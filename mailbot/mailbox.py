@@ -72,6 +72,7 @@ class Mailbox:
         self.capabilities: set[str] = set()
         self.uidvalidity = 0
         self.uidnext: int | None = None
+        self.exists = 0  # messages in the selected folder when it was selected
         self.selected = cfg.folder
         self.readonly = False
         self.id_sent = False
@@ -120,8 +121,9 @@ class Mailbox:
     def select(self, folder: str | None = None) -> int:
         """SELECT (EXAMINE when read-only) `folder`, by default the watched one; its UIDVALIDITY."""
         folder = folder or self.cfg.folder
-        self.box.folder.set(folder, readonly=self.readonly)
+        typ, counted = self.box.folder.set(folder, readonly=self.readonly)
         self.selected = folder
+        self.exists = int(counted[0]) if counted and (counted[0] or b"").isdigit() else 0
         client = self.box.client
         typ, data = client.response("UIDVALIDITY")
         typ, following = client.response("UIDNEXT")

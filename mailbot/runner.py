@@ -5,7 +5,6 @@ A message leaves the watched folder only after its outcome is committed; if the 
 """
 from __future__ import annotations
 
-import datetime as dt
 import imaplib
 import logging
 import socket
@@ -72,8 +71,7 @@ def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, de
     _finish_moves(box, engine, office, result)
     line = watch.begin(engine, office, box.uidvalidity, utcnow())
     uidnext = box.uidnext
-    uids = box.above(line.high_water) if line.scanned else \
-        [u for u in box.since((line.floor - dt.timedelta(days=1)).date()) if u > line.high_water]
+    uids = watch.unread(box, line)
     if _batches(box, engine, config, office, deciders, uids, result, stop, line):
         watch.advance(engine, line, max([line.high_water, *uids, (uidnext or 1) - 1]), scanned=True)
         if not stop() and box.count(office.imap.reprocess_folder):

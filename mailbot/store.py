@@ -50,6 +50,27 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+def open_readonly(url: str) -> Engine | None:
+    """The database for looking only (the dry run, `config check`): None when it does not
+    exist yet; never created, never migrated, never written (SQLite mode=ro, PostgreSQL
+    read-only transactions)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, connect_args={"options": "-c default_transaction_read_only=on"}, poolclass=NullPool)
+    if not parsed.database or parsed.database == ":memory:" or not Path(parsed.database).is_file():
+        return None
+    path = Path(parsed.database).resolve()
+    return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", poolclass=NullPool,
+                         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+
+def has_table(engine: Engine, name: str) -> bool:
+    """An older schema (a database not migrated since) lacks the newer tables."""
+    from sqlalchemy import inspect
+
+    return inspect(engine).has_table(name)
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (alembic); harmless when already there."""
     cfg = AlembicConfig()

@@ -113,6 +113,15 @@ def begin(engine: Engine, office: OfficeConfig, uidvalidity: int, now: dt.dateti
     return line
 
 
+def unread(box, line: Line) -> list[int]:
+    """The UIDs a poll reads (a mailbox.Mailbox on the watched folder): those above the mark;
+    until this UIDVALIDITY's first scan is done, only those SINCE the day before the floor (the
+    server's calendar: the caller keeps what arrived at or after the floor exactly)."""
+    if line.scanned:
+        return box.above(line.high_water)
+    return [u for u in box.since((line.floor - dt.timedelta(days=1)).date()) if u > line.high_water]
+
+
 def advance(engine: Engine, line: Line, high_water: int, *, scanned: bool = False) -> None:
     """Move the mark to `high_water` (every outcome up to it is committed); `scanned`: a whole
     scan is done, so the first search is not needed again and the scheduler may trust the line."""
