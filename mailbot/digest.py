@@ -387,6 +387,7 @@ def weekly_context(engine: Engine, office: OfficeConfig, now: dt.datetime) -> di
         "accepted": sum(1 for a in arrived if a.accepted), "rejected": sum(1 for a in arrived if not a.accepted),
         "departments": len({a.department_id for a in arrived}),
         "unfiled": unfiled, "quarantined": quarantined,
+        "quarantine_folder": office.imap.quarantine_folder, "reprocess_folder": office.imap.reprocess_folder,
     }
 
 

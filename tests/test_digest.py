@@ -271,6 +271,7 @@ def test_weekly_mail_reports_the_week_and_who_is_still_missing(november):
     # as of Monday: czj filed only on the 26th
     assert unfiled == [("赞皇县财政局", "未报送"), ("赞皇镇人民政府", "报送未通过"), ("赞皇县教育局", "未报送")]
     assert "stranger@qq.com" in html
+    assert "把该邮件拖入“重新处理”文件夹" in html  # the clerk's lever, once the address is registered
     [queued] = november.rows(Outgoing, Outgoing.kind == "weekly")
     assert queued.key == "weekly:2026-W48"
 
