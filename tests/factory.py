@@ -6,11 +6,13 @@ import email.policy
 import time
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 
 import yaml
 
 from mailbot.demo import filled_checklist
 
+MAIL_DIR = Path(__file__).parent / "data" / "mail"  # .eml fixtures: every shape of mail seen in practice
 CST = dt.timezone(dt.timedelta(hours=8))
 ON_TIME = dt.datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # an arrival before the November deadline
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
