@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import letters, message, workbook
+from . import message, workbook
 from .config import OfficeConfig
 
 # what speaks of the checklist, in a subject or an attachment's name
@@ -45,6 +45,12 @@ class Verdict:
     reason: str
 
 
+def _is_ours(office: OfficeConfig, message_id: str) -> bool:
+    """letters.is_ours (letters.message_id_for made it), without importing the mail builder
+    (jinja2, the models) into the worker processes, which judge every mail."""
+    return message_id.startswith("mailbot.") and message_id.endswith("@" + office.office.domain)
+
+
 def parts_of(mail: message.Mail) -> list[Part]:
     return [Part(a.filename, a.content_type, a.data) for a in mail.attachments]
 
@@ -76,14 +82,14 @@ def judge(office: OfficeConfig, mail: message.Mail, parts: list[Part] | None = N
     whole = parts is None
     parts = parts_of(mail) if whole else parts
     address = office.office.address
-    if letters.is_ours(office, mail.message_id) or mail.headers.get("x-mailbot") or mail.sender == address:
+    if _is_ours(office, mail.message_id) or mail.headers.get("x-mailbot") or mail.sender == address:
         return Verdict(LEAVE, "own")  # our digests, 通报 and alerts to the office's own address are for the clerk
     if claim == "all":
         return Verdict(OURS, "claim_all")
-    thread = any(letters.is_ours(office, i) for i in [mail.in_reply_to, *mail.references] if i)
+    thread = any(_is_ours(office, i) for i in [mail.in_reply_to, *mail.references] if i)
     robot = message.classify(mail, own_addresses=(address,), own_id_suffix="\0")
     if robot == "bounce":
-        if thread or any(letters.is_ours(office, i) for i in mail.quoted_ids):
+        if thread or any(_is_ours(office, i) for i in mail.quoted_ids):
             return Verdict(OURS, "bounce")
         return Verdict(LEAVE if whole else None, "bounce_not_ours")
     names = [mail.subject] + [p.filename for p in parts]

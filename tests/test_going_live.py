@@ -424,3 +424,16 @@ def test_without_id_the_front_refuses_select_and_config_check_says_what_to_do(ne
     out = capsys.readouterr().out.replace("\n", "")
     assert "NO SELECT Unsafe Login" in out and "imap.id_command.enabled 设为 auto 或 always" in out
     assert o.front.sessions[-1].refused == ["SELECT"]
+
+
+def test_workers_know_our_mail_without_loading_the_mail_builder():
+    """claim runs in every worker: it must not pull jinja2 and the models in (20 MB a worker)."""
+    import subprocess
+    import sys
+
+    office = config_mod.parse(factory.config_dict(
+        SimpleNamespace(port=1, user="office@example.test"), SimpleNamespace(port=1), Path("var"))).office()
+    for mid in (letters.message_id_for(office, "receipt:x"), "mailbot.1@other.test", "x@example.test", ""):
+        assert claim._is_ours(office, mid) == letters.is_ours(office, mid)
+    code = "import sys, mailbot.decision; print(sorted(m for m in ('mailbot.letters', 'jinja2', 'sqlmodel') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
