@@ -284,7 +284,10 @@ def command(engine: Engine, offices: list[OfficeConfig], at: dt.datetime | None,
         items = tick(engine, office, now, dry_run=dry_run)
         when = f"{now.astimezone(tz).isoformat(timespec='minutes')} ({tz.key})"
         if not items:
-            out(f"{office.id}: nothing due at {when}")
+            with store.reading(engine) as session:
+                watched = _watching_since(session, office) is not None
+            out(f"{office.id}: nothing due at {when}" + ("" if watched else
+                " (the mailbox was never polled: no start line yet, so nothing is sent)"))
         for q in items:
             out(f"{'would queue' if dry_run else 'queued'} {q.kind} {q.period} {q.department_id or 'office'} "
                 f"-> {', '.join(q.recipients)}: {q.subject}")
