@@ -112,3 +112,12 @@ def judge(office: OfficeConfig, mail: message.Mail, parts: list[Part] | None = N
     if None in tables:
         return Verdict(None, "registered_untyped")
     return Verdict(LEAVE, "not_submission")
+
+
+def from_header(office: OfficeConfig, header: bytes, parts: list[Part]) -> Verdict:
+    """`judge` on a header FETCH and BODYSTRUCTURE; a header the parser breaks on cannot tell
+    (the whole mail is then fetched, and decided inside decision.decide's guard)."""
+    try:
+        return judge(office, message.parse(header), parts)
+    except Exception as exc:  # the one message is decided whole, where its failure is caught
+        return Verdict(None, f"header_unreadable:{type(exc).__name__}")

@@ -81,7 +81,7 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
             session.add(row)
             return row
         first = store.same_message(session, office.id, row.message_id, sha) if mail and replay_of is None else None
-        if first is not None and (fetched.again or _moved_back(first, fetched)):
+        if first is not None and (fetched.again or moved_back(first, fetched.arrived)):
             replay_of = first.id  # the clerk asked for it again: handled with today's config, not a duplicate
         elif first is not None:
             row.status, row.reason, row.destination = "duplicate", f"duplicate_of:{first.id}", first.destination
@@ -151,10 +151,10 @@ def _record_bounce(session, office: OfficeConfig, mail: message.Mail) -> None:
         log.warning("outbox=<%s> bounced: %s", out.message_id, out.last_error)
 
 
-def _moved_back(first: Message, fetched) -> bool:
-    """A copy of mail we handled and moved, moved back by hand: it keeps its INTERNALDATE (a
-    second delivery of the same mail has one of its own)."""
-    return first.moved_at is not None and abs((first.received_at - fetched.arrived).total_seconds()) < 1
+def moved_back(first: Message, arrived: dt.datetime) -> bool:
+    """Is a copy of `first` arriving at `arrived` the mail we handled and moved, moved back by
+    hand? It keeps its INTERNALDATE; a second delivery of the same mail has one of its own."""
+    return first.moved_at is not None and abs((first.received_at - arrived).total_seconds()) < 1
 
 
 def replies_today(session, office: OfficeConfig, sender: str) -> int:

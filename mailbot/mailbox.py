@@ -1,7 +1,8 @@
 """The office mailbox over IMAP (imap-tools), as the flow needs it.
 
-The UID SEARCH of the watched folder is the source of truth: handled mail is moved out, so
-what remains is what still needs handling; \\Seen is never relied on nor changed (BODY.PEEK).
+A UID SEARCH is the source of truth (above the high-water mark, mailbot.watch); a header and
+BODYSTRUCTURE FETCH tells what is mailbot's before any body is downloaded; \\Seen is never
+relied on nor changed (BODY.PEEK); mail that is not ours is never moved.
 NetEase (126/163) refuses SELECT from a client that has not sent the RFC 2971 ID command.
 """
 from __future__ import annotations
@@ -26,7 +27,6 @@ from .config import Imap
 log = logging.getLogger("mailbot.mailbox")
 imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED", "LOGOUT"))
 _FETCH_UID = re.compile(rb"UID (\d+)")
-_FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -191,16 +191,6 @@ class Mailbox:
                               int(item.get("RFC822.SIZE", 0)), header, bodystructure.parts(item.get("BODYSTRUCTURE"))))
         return sorted(out, key=lambda g: g.uid)
 
-    def sizes(self, uids: list[int]) -> dict[int, int]:
-        typ, data = self.box.client.uid("FETCH", ",".join(map(str, uids)), "(UID RFC822.SIZE)")
-        out = {}
-        for item in data:
-            line = item[0] if isinstance(item, tuple) else item
-            uid, size = _FETCH_UID.search(line or b""), _FETCH_SIZE.search(line or b"")
-            if uid and size:
-                out[int(uid.group(1))] = int(size.group(1))
-        return out
-
     def fetch(self, uids: list[int], again: bool = False) -> Iterator[Fetched]:
         """Raw bytes of `uids`, one FETCH per batch; leaves \\Seen alone."""
         if not uids:
@@ -214,10 +204,6 @@ class Mailbox:
                 if uid:
                     yield Fetched(self.selected, self.uidvalidity, int(uid.group(1)), item[1],
                                   _internaldate(item[0]), again=again)
-
-    def headers(self, uid: int) -> bytes:
-        typ, data = self.box.client.uid("FETCH", str(uid), "(UID BODY.PEEK[HEADER])")
-        return next((item[1] for item in data if isinstance(item, tuple)), b"")
 
     # -- writing ------------------------------------------------------------------------------
     def move(self, uid: int, folder: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from . import archive, claim, decision as decision_mod, intake, message, runner, store, watch
+from . import archive, claim, decision as decision_mod, intake, message, store, watch
 from .config import Config, OfficeConfig
 from .digest import QUARANTINE_ZH
 from .mailbox import Mailbox
@@ -86,7 +86,7 @@ class _Answers:
         if again:
             return False
         if first is not None:
-            return not intake._moved_back(first, _Arrival(arrived))
+            return not intake.moved_back(first, arrived)
         return earlier != arrived
 
     def receipt(self, d: decision_mod.Decision, arrived: dt.datetime) -> tuple[str, str]:
@@ -113,11 +113,6 @@ class _Answers:
             select(Outgoing.id).where(Outgoing.office == self.office.id, Outgoing.key == key)).first())
         self.keys.add(key)
         return ("", "与已受理的文件完全相同，今日已回复过") if queued else ("已收到相同内容", "")
-
-
-@dataclass
-class _Arrival:
-    arrived: dt.datetime
 
 
 def _plan(office: OfficeConfig, answers: _Answers, item, d: decision_mod.Decision) -> Plan:
@@ -163,7 +158,7 @@ def _considered(box: Mailbox, office: OfficeConfig, answers: _Answers, uids: lis
             if floor is not None and g.arrived < floor:
                 continue  # history
             past += 1
-            verdict = None if again else runner._judge(office, g)
+            verdict = None if again else claim.from_header(office, g.header, g.parts)
             if verdict is not None and verdict.ours is False:
                 plan = _left(g, verdict)
                 plan.folder = box.selected

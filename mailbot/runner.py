@@ -15,7 +15,7 @@ from imap_tools.errors import ImapToolsError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
-from . import claim, faults, intake, message, outbox, store, watch
+from . import claim, faults, intake, outbox, store, watch
 from .config import Config, OfficeConfig
 from .mailbox import Fetched, Mailbox
 from .models import Message, utcnow
@@ -115,7 +115,7 @@ def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Decider
                if line is None or g.arrived >= line.floor]  # older: the office's history, never touched
     take, left = [], []
     for g in glances:
-        verdict = None if again else _judge(office, g)
+        verdict = None if again else claim.from_header(office, g.header, g.parts)
         (left if verdict is not None and verdict.ours is False else take).append((g, verdict))
     if left:
         intake.leave(engine, office, box.selected, box.uidvalidity, left)
@@ -127,15 +127,6 @@ def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Decider
     fetched += list(box.fetch([g.uid for g, _v in take if g.uid not in large], again=again))
     fetched.sort(key=lambda f: f.uid)
     return fetched, deciders.start(office, fetched)
-
-
-def _judge(office: OfficeConfig, glance) -> claim.Verdict | None:
-    """Ours, not ours, or None (the whole mail must tell; a header that breaks the parser too)."""
-    try:
-        return claim.judge(office, message.parse(glance.header), glance.parts)
-    except Exception as exc:  # decide() quarantines it with the whole mail in hand
-        log.warning("uid=%s header could not be judged (%s: %s); reading it whole", glance.uid, type(exc).__name__, exc)
-        return None
 
 
 def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, fetched, results, result, stop) -> bool:
