@@ -188,7 +188,7 @@ def test_first_poll_takes_only_our_mail_after_the_start_line(office_mailbox, dov
     assert len(o.smtp.messages) == 5
 
 
-def test_the_first_tick_queues_nothing_for_periods_closed_before_the_start_line(office_mailbox):
+def test_the_first_tick_queues_nothing_for_periods_closed_before_the_start_line(office_mailbox, capsys):
     o = office_mailbox
     with time_machine.travel(INSTALLED, tick=False):
         engine = runner.open_store(o.config)
@@ -199,6 +199,9 @@ def test_the_first_tick_queues_nothing_for_periods_closed_before_the_start_line(
     # November only the department whose checklist came before the start line is reminded
     # (czj filed on the 10th, zhz just after the start line)
     assert [q.key for q in queued] == ["reminder:jtj:2026-11:20"]
+    capsys.readouterr()
+    assert main(["--config", str(o.path), "status", "--period", "2026-11"]) == 0
+    assert "起始线：2026年11月1日 00:00，此前到达的邮件不处理" in capsys.readouterr().out
 
 
 def _database(engine) -> dict[str, list]:
@@ -437,3 +440,29 @@ def test_workers_know_our_mail_without_loading_the_mail_builder():
         assert claim._is_ours(office, mid) == letters.is_ours(office, mid)
     code = "import sys, mailbot.decision; print(sorted(m for m in ('mailbot.letters', 'jinja2', 'sqlmodel') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_bodystructure_with_literals_continuations_and_nested_mail():
+    """A FETCH as imaplib hands it back: a file name sent as a literal, an RFC 2231 name in two
+    encoded pieces, an RFC 2047 name, a forwarded message's attachment; an unsolicited FETCH."""
+    from mailbot import bodystructure
+
+    first, second = ("".join(f"%{b:02X}" for b in text.encode("gb18030")) for text in ("情况", "清单.xlsx"))
+    data = [
+        (b'1 (UID 7 INTERNALDATE "20-Nov-2026 10:00:00 +0800" RFC822.SIZE 1234 BODYSTRUCTURE (("text" "plain" '
+         b'("charset" "utf-8") NIL NIL "7bit" 10 1 NIL NIL NIL NIL)("application" "octet-stream" ("name" {9}',
+         "清单.xlsx".encode()[:9]),
+        (b') NIL NIL "base64" 100 NIL ("attachment" ("filename*0*" "gb18030\'\'' + first.encode() + b'" "filename*1*" "'
+         + second.encode() + b'")) NIL NIL)("message" "rfc822" NIL NIL NIL "7bit" 500 NIL '
+         b'(("application" "pdf" ("name" "=?utf-8?B?5omr5o+P5Lu2LnBkZg==?=") NIL NIL "base64" 50 NIL NIL NIL NIL) '
+         b'"mixed" ("boundary" "b2") NIL NIL NIL) 20 NIL NIL NIL NIL) "mixed" ("boundary" "b1") NIL NIL NIL) '
+         b'BODY[HEADER] {20}', b"Subject: x\r\n\r\n      "),
+        b")",
+        b"3 (FLAGS (\\Seen))",
+    ]
+    [item, unsolicited] = bodystructure.responses(data)
+    assert item["UID"] == b"7" and item["RFC822.SIZE"] == b"1234" and item["BODY[HEADER]"].startswith(b"Subject")
+    assert unsolicited == {"FLAGS": [b"\\Seen"]}
+    parts = bodystructure.parts(item["BODYSTRUCTURE"])
+    assert [(p.filename, p.content_type) for p in parts] == [
+        ("情况清单.xlsx", "application/octet-stream"), ("扫描件.pdf", "application/pdf")]
