@@ -28,6 +28,7 @@ from .obligations import parse_period, period_of
 
 log = logging.getLogger("mailbot.watch")
 RESCAN_MARGIN = dt.timedelta(days=1)  # after a UIDVALIDITY change: read again from this before the last scan
+_warned: set[str] = set()
 
 
 def start_line(office: OfficeConfig, now: dt.datetime) -> tuple[dt.datetime, str]:
@@ -106,7 +107,8 @@ def begin(engine: Engine, office: OfficeConfig, uidvalidity: int, now: dt.dateti
         with store.writing(engine) as session:
             session.execute(update(StartLine).where(StartLine.id == stored.id).values(
                 uidvalidity=line.uidvalidity, high_water=0, floor=line.floor, scanned=False))
-    elif office.imap.since is not None and start_line(office, now)[0] != stored.since:
+    elif office.imap.since is not None and start_line(office, now)[0] != stored.since and office.id not in _warned:
+        _warned.add(office.id)  # once a process, not every poll
         log.warning("office=%s imap.since is %s but the start line was fixed at the first poll (%s); "
                     "use `mailbot import` for older mail", office.id, office.imap.since,
                     stored.since.astimezone(office.office.tz).date())

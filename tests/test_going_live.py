@@ -17,7 +17,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from mailbot import claim, config as config_mod, letters, message, runner, schedule, store
+from mailbot import claim, config as config_mod, letters, message, runner, schedule, store, watch
 from mailbot.cli import main
 from mailbot.mailbox import Mailbox
 from mailbot.models import Message, Outgoing, StartLine, Submission
@@ -305,7 +305,8 @@ def test_a_mail_moved_back_into_inbox_by_hand_is_handled_again(setup):
 
 
 @pytest.mark.config(imap={"since": "2026-11-15"})
-def test_an_explicit_since_is_the_start_line_and_stays_fixed(setup, caplog):
+def test_an_explicit_since_is_the_start_line_and_stays_fixed(setup, caplog, monkeypatch):
+    monkeypatch.setattr(watch, "_warned", set())
     setup.account.append(factory.mail(message_id="<before@x>"), date=at(2026, 11, 14, 23, 59))
     setup.account.append(factory.mail(message_id="<after@x>"), date=at(2026, 11, 15, 0, 1))
     setup.poll()
