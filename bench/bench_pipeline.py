@@ -70,8 +70,9 @@ def mails(n: int) -> list[bytes]:
         dept, variant = i % DEPARTMENTS, i % 3
         if (dept, variant) not in files:
             files[(dept, variant)] = factory.checklist_xlsx(factory.GOOD_ROWS[: variant + 1], unit=UNITS[dept])
+        data = factory.another_file(files[(dept, variant)], str(i))  # not the very same file again: answered
         raws.append(factory.mail(sender=f"d{dept}@example.gov.cn", message_id=f"<bench{i}@example.gov.cn>",
-                                 attachments=(("情况清单.xlsx", files[(dept, variant)], factory.XLSX),)))
+                                 attachments=(("情况清单.xlsx", data, factory.XLSX),)))
     return raws
 
 

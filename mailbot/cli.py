@@ -76,6 +76,10 @@ def cmd_poll(args) -> int:
     from .runner import open_store, poll_once
 
     cfg = _load(args)
+    if args.dry_run:
+        from .preview import command
+
+        return command(cfg, [_office(args, cfg)] if args.office else cfg.offices)
     engine = open_store(cfg)
     offices = [_office(args, cfg)] if args.office else cfg.offices
     with sole(engine, offices):
@@ -121,15 +125,16 @@ def cmd_template(args) -> int:
 
 def cmd_status(args) -> int:
     from .runner import open_store
-    from .status import print_table, status
+    from .status import print_table, start_line, status
 
     cfg = _load(args)
     office = _office(args, cfg)
-    rows = status(open_store(cfg), office, args.period)
+    engine = open_store(cfg)
+    rows = status(engine, office, args.period)
     if args.json:
         _print_json(rows)
     else:
-        print_table(office, rows, args.period)
+        print_table(office, rows, args.period, since=start_line(engine, office))
     return 0
 
 
@@ -254,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", help="the daemon (foreground)")
     p.set_defaults(func=cmd_run)
     p = add("poll", help="process what is in the mailbox now, deliver the outbox, exit")
-    p.add_argument("--once", action="store_true", required=True)
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="process the mailbox once, deliver the outbox, exit")
+    mode.add_argument("--dry-run", action="store_true",
+                      help="show what a poll would do with each message; change nothing (no database write, "
+                           "no flag, no move, no mail)")
     p.set_defaults(func=cmd_poll)
     p = add("check", help="read and validate one checklist file offline")
     p.add_argument("file")

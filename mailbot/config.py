@@ -126,11 +126,21 @@ class Imap(_Server):
     folder: str = "INBOX"
     processed_folder: str = "已处理"
     quarantine_folder: str = "待人工处理"
+    reprocess_folder: str = "重新处理"  # the clerk drags mail here to have it handled again
     sent_folder: str | None = None
+    since: dt.date | None = None  # the start line; None: the start of the period in progress at the first poll
+    claim: Literal["submissions", "all"] = "submissions"  # all: a mailbox given to mailbot alone
     poll_seconds: float = Field(60, gt=0)
     batch_size: int = Field(20, ge=1, le=500)
     idle: bool = True
     id_command: ImapIdCommand = ImapIdCommand()
+
+    @model_validator(mode="after")
+    def _distinct_folders(self):
+        names = [self.folder, self.processed_folder, self.quarantine_folder, self.reprocess_folder]
+        if len(set(names)) != len(names):
+            raise ValueError("folder, processed_folder, quarantine_folder and reprocess_folder must all differ")
+        return self
 
 
 class Smtp(_Server):

@@ -8,6 +8,7 @@ anything unexpected sends the message to quarantine.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import re
 import traceback
@@ -15,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from . import annotate, checklist as checklist_mod, dates, faults, message, rules, workbook
+from . import annotate, checklist as checklist_mod, claim as claim_mod, dates, faults, message, rules, workbook
 from .config import Department, OfficeConfig
 from .errors import Problem, Rejected
 
@@ -29,8 +30,10 @@ _TABLE_NAMES = (".xlsx", ".xlsm", ".xls", ".et", ".ett", ".csv", ".docx", ".doc"
 
 @dataclass
 class Decision:
-    status: str  # accepted, rejected, ignored, quarantined
-    kind: str  # checklist, no_checklist, auto_reply, bounce, own, list, unknown_sender, bad_sender, suspicious_sender, error
+    status: str  # accepted, rejected, ignored, quarantined, left (not ours: stays where it is)
+    # checklist, no_checklist, auto_reply, bounce, own, list, unknown_sender, bad_sender, suspicious_sender,
+    # error; left: claim's reason
+    kind: str
     reason: str = ""
     detail: str = ""
     mail: message.Mail | None = None
@@ -47,6 +50,7 @@ class Decision:
     others: list[Decision] = field(default_factory=list)  # checklists of other months in the same mail
     notes: list[str] = field(default_factory=list)  # what the receipt says about the attachments passed over
     modified: str = ""  # when the file read was last saved, if it says
+    file_sha256: str = ""  # of the attachment read, to recognise a byte-identical resubmission
 
     @property
     def stores_submission(self) -> bool:
@@ -174,11 +178,17 @@ def _sender_doubt(office: OfficeConfig, mail: message.Mail) -> Decision | None:
     return None
 
 
-def decide(office: OfficeConfig, raw: bytes, arrived: dt.datetime, truncated: bool = False) -> Decision:
+def decide(office: OfficeConfig, raw: bytes, arrived: dt.datetime, truncated: bool = False, *,
+           claim: str | None = None) -> Decision:
+    """`claim`: "all" where every mail is ours (the reprocess folder); default `imap.claim`."""
     mail = None
     faults.crash_point("in_decide", raw)
     try:
         mail = message.parse(raw)
+        if not truncated:  # a truncated mail was judged from its structure before it was fetched
+            verdict = claim_mod.judge(office, mail, claim=claim)
+            if verdict.ours is False:
+                return Decision("left", verdict.reason, reason=verdict.reason, mail=mail)
         return _decide(office, mail, arrived, truncated)
     except Exception as exc:  # anything unexpected: quarantine this one message, go on with the rest
         log.exception("message=<%s> unexpected error; quarantined", mail.message_id if mail else "?")
@@ -288,6 +298,6 @@ def _judge(office: OfficeConfig, mail: message.Mail, dept: Department, att: mess
     annotated = None if checked.accepted else annotate.annotate(att.data, kind, parsed, checked.problems, office.limits)
     return Decision(status, "checklist", mail=mail, department=dept, filename=att.filename, annotated=annotated,
                     sheet_label=sheet_label(book.kind if book.kind in ("zip", "tnef") else kind, parsed.sheet),
-                    period=period,
+                    period=period, file_sha256=hashlib.sha256(att.data).hexdigest(),
                     period_source=source, checklist=parsed, checked=checked, problems=checked.problems,
                     attach_template=any(p.code in ("missing_column", "wrong_template") for p in checked.problems))

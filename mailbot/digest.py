@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from . import export, letters, report, store, tongbao
+from . import export, letters, report, store, tongbao, watch
 from .config import OfficeConfig
 from .export import KINDS, Record, safe_text
 from .models import Message, Outgoing, Submission, utcnow
@@ -158,7 +158,8 @@ def _submissions(session, office: OfficeConfig, period: str, until: dt.datetime)
 
 def _year(session, office: OfficeConfig, period: str, until: dt.datetime) -> tuple[list[str], dict, set[str]]:
     """(January to `period`, {(department, period): submissions by `until`}, the periods mailbot
-    was recording before their deadline): one query for the year, one for the first mail."""
+    was recording before their deadline: since the start line, or the first mail it holds if
+    that is older, as after `mailbot import`): one query for the year, one for the first mail."""
     year, month = parse_period(period)
     periods = [f"{year:04d}-{m:02d}" for m in range(1, month + 1)]
     rows = session.execute(select(Submission.id, Submission.department_id, Submission.period, Submission.accepted,
@@ -171,6 +172,7 @@ def _year(session, office: OfficeConfig, period: str, until: dt.datetime) -> tup
     first = session.execute(select(func.min(Message.received_at)).where(Message.office == office.id)).scalar()
     if first is not None and first.tzinfo is None:
         first = first.replace(tzinfo=dt.timezone.utc)  # SQLite hands back naive UTC
+    first = min((t for t in (first, watch.watching_since(session, office)) if t is not None), default=None)
     sched, tz = office.schedule, office.office.tz
     watched = {p for p in periods if first is not None and first < deadline(p, sched, tz)}
     return periods, subs, watched
@@ -347,6 +349,7 @@ def weekly_context(engine: Engine, office: OfficeConfig, now: dt.datetime) -> di
         "accepted": sum(1 for a in arrived if a.accepted), "rejected": sum(1 for a in arrived if not a.accepted),
         "departments": len({a.department_id for a in arrived}),
         "unfiled": unfiled, "quarantined": quarantined,
+        "quarantine_folder": office.imap.quarantine_folder, "reprocess_folder": office.imap.reprocess_folder,
     }
 
 

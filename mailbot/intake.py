@@ -69,21 +69,28 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
         existing = store.message_at(session, office.id, fetched.folder, fetched.uidvalidity, fetched.uid)
         if existing is not None:
             return existing
+        destination = {"quarantined": imap.quarantine_folder, "left": fetched.folder}.get(
+            decision.status, imap.processed_folder)
         row = Message(
             office=office.id, folder=fetched.folder, uidvalidity=fetched.uidvalidity, uid=fetched.uid,
             message_id=mail.message_id if mail else "", sha256=sha, size=len(fetched.raw),
             sender=(mail.sender or mail.from_header) if mail else "", subject=letters.one_line(mail.subject, 500) if mail else "",
             received_at=fetched.arrived, kind=decision.kind, status=decision.status, reason=decision.reason,
             detail=decision.detail, department_id=decision.department.id if decision.department else None,
-            destination=imap.quarantine_folder if decision.status == "quarantined" else imap.processed_folder,
+            destination=destination,
         )
-        if replay_of is not None:
-            row.reason = row.reason or f"replay_of:{replay_of}"
+        if decision.status == "left":  # not ours: recorded so that it is not read again, nothing else
+            session.add(row)
+            return row
         first = store.same_message(session, office.id, row.message_id, sha) if mail and replay_of is None else None
-        if first is not None:
+        if first is not None and (fetched.again or moved_back(first, fetched.arrived)):
+            replay_of = first.id  # the clerk asked for it again: handled with today's config, not a duplicate
+        elif first is not None:
             row.status, row.reason, row.destination = "duplicate", f"duplicate_of:{first.id}", first.destination
             session.add(row)
             return row
+        if replay_of is not None:
+            row.reason = row.reason or f"replay_of:{replay_of}"
         session.add(row)
         session.flush()
         if decision.kind == "bounce" and mail is not None:
@@ -94,15 +101,23 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
         if decision.stores_submission:
             for part in decision.parts:
                 filed.append(_file(session, office, fetched, row, part))
+        submission, replaced, diff = filed[0][1:] if len(filed) == 1 else (None, None, None)
+        same = replaced if replaced is not None and decision.file_sha256 and \
+            replaced.file_sha256 == decision.file_sha256 else None
         if decision.status in ("accepted", "rejected") and receipts:
-            if _replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
+            key = f"receipt:{row.sha256}" if replay_of is None else f"receipt:{row.sha256}:{row.id}"
+            if same is not None:  # the very file again: one answer a day says so, the rest none
+                day = fetched.arrived.astimezone(office.office.tz).date().isoformat()
+                key = f"same:{decision.department.id}:{decision.period}:{decision.file_sha256[:16]}:{day}"
+            if row.status == "rejected" and \
+                    replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
                 log.warning("message=<%s> daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
                 row.reason = "reply_cap"
             elif len(filed) > 1:
-                _queue_receipt_several(session, office, row, decision, filed)
-            else:
-                submission, replaced, diff = filed[0][1:] if filed else (None, None, None)
-                _queue_receipt(session, office, row, decision, submission, replaced, diff)
+                _queue_receipt_several(session, office, row, decision, filed, key)
+            elif not _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same) \
+                    and same is not None:
+                row.reason = "same_content"
         faults.crash_point("in_transaction")
     faults.crash_point("after_commit")
     return row
@@ -125,7 +140,7 @@ def _file(session, office: OfficeConfig, fetched, row: Message, part: Decision):
         unit=message.storable(cl.unit) if cl else "", submitter=message.storable(cl.submitter) if cl else "",
         report_date=rules.report_date(cl) if cl else None, nil_report=bool(cl and cl.nil_report),
         filename=part.filename, sheet=message.storable(cl.sheet) if cl else "",
-        problems=[p.as_dict() for p in part.problems],
+        problems=[p.as_dict() for p in part.problems], file_sha256=part.file_sha256,
     )
     rows = _rows(office, part)
     submission.row_count = len(rows)
@@ -147,11 +162,35 @@ def _record_bounce(session, office: OfficeConfig, mail: message.Mail) -> None:
         log.warning("outbox=<%s> bounced: %s", out.message_id, out.last_error)
 
 
-def _replies_today(session, office: OfficeConfig, sender: str) -> int:
-    """Receipts queued to `sender` in the last 24 hours: the cap that stops any mail loop."""
+def moved_back(first: Message, arrived: dt.datetime) -> bool:
+    """Is a copy of `first` arriving at `arrived` the mail we handled and moved, moved back by
+    hand? It keeps its INTERNALDATE; a second delivery of the same mail has one of its own."""
+    return first.moved_at is not None and abs((first.received_at - arrived).total_seconds()) < 1
+
+
+def replies_today(session, office: OfficeConfig, sender: str) -> int:
+    """Error receipts (answers to mistakes and to mail that is no checklist) queued to `sender`
+    in the last 24 hours: the cap that stops any mail loop. An accepted checklist's receipt is
+    never capped (and not counted)."""
     return session.exec(select(func.count(Outgoing.id)).join(Message, Outgoing.message_pk == Message.id).where(
         Outgoing.office == office.id, Outgoing.kind == "receipt", Message.sender == sender,
-        Outgoing.created_at > utcnow() - dt.timedelta(days=1))).one()[0]
+        Message.status == "rejected", Outgoing.created_at > utcnow() - dt.timedelta(days=1))).one()[0]
+
+
+def leave(engine: Engine, office: OfficeConfig, folder: str, uidvalidity: int, left) -> None:
+    """Record mail that is not ours, judged from its header: (mailbox.Glance, claim.Verdict)
+    pairs. It stays where it is, untouched; the row only says it was read."""
+    with store.writing(engine) as session:
+        known = store.messages_at(session, office.id, folder, uidvalidity, [g.uid for g, _v in left])
+        for glance, verdict in left:
+            if glance.uid in known:
+                continue
+            mail = message.parse(glance.header)
+            session.add(Message(
+                office=office.id, folder=folder, uidvalidity=uidvalidity, uid=glance.uid,
+                message_id=mail.message_id, sha256="", size=glance.size, sender=mail.sender,
+                subject=letters.one_line(mail.subject, 500), received_at=glance.arrived, kind=verdict.reason,
+                status="left", reason=verdict.reason, destination=folder))
 
 
 def _problems(part: Decision) -> tuple[list, list]:
@@ -175,7 +214,7 @@ def _template_attachment(office) -> tuple[str, bytes, str]:
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
-def _queue_receipt(session, office, row, decision, submission, replaced, diff) -> None:
+def _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same) -> bool:
     mail = decision.mail
     errors, warnings = _problems(decision)
     attachments = []
@@ -194,17 +233,18 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff) -
         "deadline": office.schedule.deadline_day,
         "annotated": _annotated_name(decision.filename) if decision.annotated else "",
         "notes": decision.notes,
+        "same": same,
     }
     out = letters.build(
-        office, kind="receipt", key=f"receipt:{row.sha256}", template=template, to=[mail.sender],
+        office, kind="receipt", key=key, template=template, to=[mail.sender],
         context=context, department_id=decision.department.id, period=decision.period or None,
         message_pk=row.id, in_reply_to=mail.message_id, references=mail.references,
         attachments=attachments, auto="auto-replied",
     )
-    store.enqueue(session, out)
+    return store.enqueue(session, out)
 
 
-def _queue_receipt_several(session, office, row, decision: Decision, filed) -> None:
+def _queue_receipt_several(session, office, row, decision: Decision, filed, key: str) -> None:
     """One receipt for a mail that filed several checklists (months), each with its outcome."""
     mail = decision.mail
     parts, attachments = [], []
@@ -225,7 +265,7 @@ def _queue_receipt_several(session, office, row, decision: Decision, filed) -> N
         "accepted": accepted, "rejected": len(parts) - accepted, "deadline": office.schedule.deadline_day,
     }
     out = letters.build(
-        office, kind="receipt", key=f"receipt:{row.sha256}", template="receipt_several", to=[mail.sender],
+        office, kind="receipt", key=key, template="receipt_several", to=[mail.sender],
         context=context, department_id=decision.department.id, period=decision.period or None,
         message_pk=row.id, in_reply_to=mail.message_id, references=mail.references,
         attachments=attachments, auto="auto-replied",
@@ -242,5 +282,6 @@ def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, dec
     if existing is not None:
         return existing
     faults.crash_point("after_fetch")
-    decision = decision or decide(office, fetched.raw, fetched.arrived, fetched.truncated)
+    decision = decision or decide(office, fetched.raw, fetched.arrived, fetched.truncated,
+                                  claim="all" if fetched.again else None)
     return commit(engine, office, fetched, sha, decision)

@@ -1,7 +1,8 @@
 """The office mailbox over IMAP (imap-tools), as the flow needs it.
 
-The UID SEARCH of the watched folder is the source of truth: handled mail is moved out, so
-what remains is what still needs handling; \\Seen is never relied on nor changed (BODY.PEEK).
+A UID SEARCH is the source of truth (above the high-water mark, mailbot.watch); a header and
+BODYSTRUCTURE FETCH tells what is mailbot's before any body is downloaded; \\Seen is never
+relied on nor changed (BODY.PEEK); mail that is not ours is never moved.
 NetEase (126/163) refuses SELECT from a client that has not sent the RFC 2971 ID command.
 """
 from __future__ import annotations
@@ -20,12 +21,13 @@ from typing import Iterator
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.utils import encode_folder
 
+from . import bodystructure
 from .config import Imap
 
 log = logging.getLogger("mailbot.mailbox")
 imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED", "LOGOUT"))
 _FETCH_UID = re.compile(rb"UID (\d+)")
-_FETCH_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _internaldate(line: bytes) -> dt.datetime:
@@ -43,6 +45,18 @@ class Fetched:
     raw: bytes
     arrived: dt.datetime  # the server's INTERNALDATE: when the mail reached the mailbox
     truncated: bool = False  # only the header was fetched: the mail is over the size limit
+    again: bool = False  # the clerk asked for it to be handled again (the reprocess folder)
+
+
+@dataclass
+class Glance:
+    """What a header FETCH tells about one mail: enough to know whether it is ours."""
+
+    uid: int
+    arrived: dt.datetime
+    size: int
+    header: bytes
+    parts: list  # claim.Part per attachment, from BODYSTRUCTURE (no data)
 
 
 def _quote(value: str) -> str:
@@ -57,10 +71,16 @@ class Mailbox:
         self.box: MailBox | None = None
         self.capabilities: set[str] = set()
         self.uidvalidity = 0
+        self.uidnext: int | None = None
+        self.exists = 0  # messages in the selected folder when it was selected
+        self.selected = cfg.folder
+        self.readonly = False
         self.id_sent = False
 
     # -- session -------------------------------------------------------------------------------
-    def open(self) -> "Mailbox":
+    def open(self, *, readonly: bool = False) -> "Mailbox":
+        """Log in, send ID, select the watched folder. `readonly` (the dry run): EXAMINE, and
+        create no folder."""
         cfg = self.cfg
         if cfg.security == "ssl":
             box = MailBox(cfg.host, cfg.port, timeout=cfg.timeout_seconds, ssl_context=cfg.ssl_context())
@@ -72,9 +92,12 @@ class Mailbox:
         box.login(cfg.user, cfg.password() or "", initial_folder=None)
         self._refresh_capabilities()
         self._send_id()
-        for folder in {cfg.processed_folder, cfg.quarantine_folder} | ({cfg.sent_folder} if cfg.sent_folder else set()):
+        folders = [cfg.processed_folder, cfg.quarantine_folder, cfg.reprocess_folder] + \
+            ([cfg.sent_folder] if cfg.sent_folder else [])
+        for folder in [] if readonly else folders:
             if not box.folder.exists(folder):
                 box.folder.create(folder)
+        self.readonly = readonly
         self.select()
         return self
 
@@ -95,14 +118,27 @@ class Mailbox:
         self.id_sent = typ == "OK"
         log.debug("IMAP ID sent: %s", typ)
 
-    def select(self) -> int:
-        self.box.folder.set(self.cfg.folder)
-        typ, data = self.box.client.response("UIDVALIDITY")
-        self.uidvalidity = int(data[0]) if data and data[0] else int(
-            self.box.folder.status(self.cfg.folder, ["UIDVALIDITY"])["UIDVALIDITY"])
+    def select(self, folder: str | None = None) -> int:
+        """SELECT (EXAMINE when read-only) `folder`, by default the watched one; its UIDVALIDITY."""
+        folder = folder or self.cfg.folder
+        typ, counted = self.box.folder.set(folder, readonly=self.readonly)
+        self.selected = folder
+        self.exists = int(counted[0]) if counted and (counted[0] or b"").isdigit() else 0
+        client = self.box.client
+        typ, data = client.response("UIDVALIDITY")
+        typ, following = client.response("UIDNEXT")
+        if not (data and data[0]):
+            status = self.box.folder.status(folder, ["UIDVALIDITY", "UIDNEXT"])
+            data, following = [status["UIDVALIDITY"]], [status.get("UIDNEXT")]
+        self.uidvalidity = int(data[0])
+        self.uidnext = int(following[-1]) if following and following[-1] else None
         for key in ("EXISTS", "RECENT"):  # counts of what is there now: the UID SEARCH that follows sees it
-            self.box.client.untagged_responses.pop(key, None)
+            client.untagged_responses.pop(key, None)
         return self.uidvalidity
+
+    def count(self, folder: str) -> int:
+        """How many messages `folder` holds (STATUS: the selected folder stays selected)."""
+        return int(self.box.folder.status(folder, ["MESSAGES"])["MESSAGES"])
 
     def close(self) -> None:
         if self.box is None:
@@ -121,20 +157,41 @@ class Mailbox:
 
     # -- reading ------------------------------------------------------------------------------
     def pending(self) -> list[int]:
-        """Every UID now in the watched folder, oldest first."""
+        """Every UID now in the selected folder, oldest first."""
         return sorted(int(u) for u in self.box.uids("ALL"))
 
-    def sizes(self, uids: list[int]) -> dict[int, int]:
-        typ, data = self.box.client.uid("FETCH", ",".join(map(str, uids)), "(UID RFC822.SIZE)")
-        out = {}
-        for item in data:
-            line = item[0] if isinstance(item, tuple) else item
-            uid, size = _FETCH_UID.search(line or b""), _FETCH_SIZE.search(line or b"")
-            if uid and size:
-                out[int(uid.group(1))] = int(size.group(1))
-        return out
+    def _search(self, criteria: str) -> list[int]:
+        typ, data = self.box.client.uid("SEARCH", criteria)
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"SEARCH {criteria} failed: {data!r}")
+        return sorted({int(u) for line in data if line for u in line.split()})
 
-    def fetch(self, uids: list[int]) -> Iterator[Fetched]:
+    def since(self, day: dt.date) -> list[int]:
+        """UIDs whose INTERNALDATE falls on `day` or later (the server's date: filter exactly after)."""
+        return self._search(f"SINCE {day.day}-{_MONTHS[day.month - 1]}-{day.year}")
+
+    def above(self, uid: int) -> list[int]:
+        """UIDs above `uid`. (`n:*` also returns the highest UID when it is below n: dropped.)"""
+        return [u for u in self._search(f"UID {uid + 1}:*") if u > uid]
+
+    def glance(self, uids: list[int]) -> list[Glance]:
+        """Header, arrival, size and BODYSTRUCTURE of `uids`: never the bodies (BODY.PEEK: no \\Seen)."""
+        if not uids:
+            return []
+        typ, data = self.box.client.uid("FETCH", ",".join(map(str, uids)),
+                                        "(UID INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER])")
+        if typ != "OK":
+            raise imaplib.IMAP4.error(f"FETCH failed: {data!r}")
+        out = []
+        for item in bodystructure.responses(data):
+            header = item.get("BODY[HEADER]")
+            if "UID" not in item or header is None:  # an unsolicited FETCH (flags changed meanwhile)
+                continue
+            out.append(Glance(int(item["UID"]), _internaldate(b'INTERNALDATE "' + item.get("INTERNALDATE", b"") + b'"'),
+                              int(item.get("RFC822.SIZE", 0)), header, bodystructure.parts(item.get("BODYSTRUCTURE"))))
+        return sorted(out, key=lambda g: g.uid)
+
+    def fetch(self, uids: list[int], again: bool = False) -> Iterator[Fetched]:
         """Raw bytes of `uids`, one FETCH per batch; leaves \\Seen alone."""
         if not uids:
             return
@@ -145,16 +202,14 @@ class Mailbox:
             if isinstance(item, tuple):
                 uid = _FETCH_UID.search(item[0])
                 if uid:
-                    yield Fetched(self.cfg.folder, self.uidvalidity, int(uid.group(1)), item[1],
-                                  _internaldate(item[0]))
-
-    def headers(self, uid: int) -> bytes:
-        typ, data = self.box.client.uid("FETCH", str(uid), "(UID BODY.PEEK[HEADER])")
-        return next((item[1] for item in data if isinstance(item, tuple)), b"")
+                    yield Fetched(self.selected, self.uidvalidity, int(uid.group(1)), item[1],
+                                  _internaldate(item[0]), again=again)
 
     # -- writing ------------------------------------------------------------------------------
     def move(self, uid: int, folder: str) -> None:
         """MOVE where offered; else COPY, flag \\Deleted and expunge only this UID (UIDPLUS)."""
+        if self.readonly:
+            raise imaplib.IMAP4.error("read-only session: no move")
         client = self.box.client
         target = encode_folder(folder)
         if "MOVE" in self.capabilities:

@@ -65,6 +65,7 @@ class Submission(SQLModel, table=True):
     report_date: dt.date | None = None
     nil_report: bool = False
     filename: str = ""
+    file_sha256: str = ""  # of the attachment read: a byte-identical resubmission is recognised by it
     sheet: str = ""
     row_count: int = 0
     problems: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -115,3 +116,26 @@ class Outgoing(SQLModel, table=True):
     last_error: str = ""
     created_at: dt.datetime = Field(default_factory=utcnow)
     sent_at: dt.datetime | None = None
+
+
+class StartLine(SQLModel, table=True):
+    """Where mailbot began watching a folder, and how far it has read it (per UIDVALIDITY).
+
+    Mail that arrived (INTERNALDATE) before `since` belongs to the office's history and is never
+    answered, moved or flagged. `high_water` is the last UID whose outcome is committed (taken or
+    left): later polls search only above it, so history is read once, at the first poll."""
+
+    __tablename__ = "start_line"
+    __table_args__ = (UniqueConstraint("office", "folder", name="uq_start_line_folder"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    office: str
+    folder: str
+    since: dt.datetime  # the start line (UTC)
+    source: str = ""  # config (imap.since) or period (the start of the period in progress)
+    uidvalidity: int = 0
+    high_water: int = 0  # of this UIDVALIDITY
+    floor: dt.datetime  # the oldest arrival read under this UIDVALIDITY: `since`, or later after a change
+    scanned: bool = False  # this UIDVALIDITY's first scan (UID SEARCH SINCE) is complete
+    caught_up_at: dt.datetime | None = None  # the last time a scan completed; None: never yet
+    created_at: dt.datetime = Field(default_factory=utcnow)

@@ -44,15 +44,38 @@ def _network(exc: BaseException, host: str, port: int) -> str | None:
     return None
 
 
-def check_imap(office: OfficeConfig) -> Check:
+def _start_line(office: OfficeConfig, box: Mailbox, database_url: str | None) -> str:
+    """The INBOX size, the start line, and how many messages lie past it (not yet read)."""
+    from . import preview, store, watch
+    from .models import StartLine, utcnow
+
+    stored = None
+    engine = store.open_readonly(database_url) if database_url else None
+    if engine is not None:
+        try:
+            if store.has_table(engine, StartLine.__tablename__):
+                with store.reading(engine) as session:
+                    stored = watch.current(session, office)
+        finally:
+            engine.dispose()
+    line = watch.planned(office, box.uidvalidity, utcnow(), stored)
+    uids = watch.unread(box, line)
+    past = sum(1 for start in range(0, len(uids), 500) for g in box.glance(uids[start:start + 500])
+               if g.arrived >= line.floor)
+    return (f"收件箱 {office.imap.folder} 共 {box.exists} 封；起始线 {preview.start_line_zh(office, line, stored is not None)}；"
+            f"起始线之后尚未读取的邮件 {past} 封（可先运行 mailbot poll --dry-run 逐封查看将如何处理）。")
+
+
+def check_imap(office: OfficeConfig, database_url: str | None = None) -> Check:
     imap = office.imap
     what = f"IMAP {imap.user}@{imap.host}:{imap.port}（{imap.security}）"
     box = Mailbox(imap)
     try:
         box.open()
-        folders = [imap.folder, imap.processed_folder, imap.quarantine_folder]
+        folders = [imap.folder, imap.processed_folder, imap.quarantine_folder, imap.reprocess_folder]
         return Check(what, True, f"登录成功，ID 命令{'已发送' if box.id_sent else '未发送（服务器未提供）'}，"
-                                 f"文件夹 {'、'.join(folders)} 可用，UIDVALIDITY {box.uidvalidity}。")
+                                 f"文件夹 {'、'.join(folders)} 可用，UIDVALIDITY {box.uidvalidity}。"
+                                 + _start_line(office, box, database_url))
     except ConfigError as exc:
         return Check(what, False, "; ".join(exc.errors))
     except MailboxLoginError as exc:
@@ -143,5 +166,5 @@ def run(config: Config, connect: bool, config_path: str | os.PathLike | None = N
                             f"{office.office.name}，{len(office.departments)} 个单位，"
                             f"截止日每月{office.schedule.deadline_day}日，数据库 {database}"))
         if connect:
-            checks += [check_imap(office), check_smtp(office)]
+            checks += [check_imap(office, config.database.url), check_smtp(office)]
     return checks + shared_addresses(config) + exposed_files(config, config_path)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from openpyxl.utils import get_column_letter
 
 from . import codes, dates, vocabulary
-from .checklist import FIELD_TITLES, Checklist, Row, norm, text
+from .checklist import FIELD_TITLES, Checklist, norm, text
 from .config import Department
 from .errors import Problem
 

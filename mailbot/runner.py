@@ -15,7 +15,7 @@ from imap_tools.errors import ImapToolsError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
-from . import faults, intake, outbox, store
+from . import claim, faults, intake, outbox, store, watch
 from .config import Config, OfficeConfig
 from .mailbox import Fetched, Mailbox
 from .models import Message, utcnow
@@ -40,6 +40,8 @@ def _mark_moved(engine: Engine, messages: list[Message]) -> None:
 
 
 def _move(box: Mailbox, uid: int, message: Message) -> bool:
+    if message.destination == box.selected:  # left where it is: not ours
+        return False
     try:
         box.move(uid, message.destination)
     except NETWORK_ERRORS:
@@ -51,51 +53,88 @@ def _move(box: Mailbox, uid: int, message: Message) -> bool:
     return True
 
 
-def _oversized(box: Mailbox, uid: int) -> Fetched:
-    """Only the header of a mail over the size limit: enough to answer the sender."""
-    return Fetched(box.cfg.folder, box.uidvalidity, uid, box.headers(uid), utcnow(), truncated=True)
+def _finish_moves(box: Mailbox, engine: Engine, office: OfficeConfig, result: PollResult) -> None:
+    """Move what was committed but not moved (the move failed, or the process died before it)."""
+    with store.reading(engine) as session:
+        unmoved = store.unmoved(session, office.id, box.selected, box.uidvalidity)
+    moved = [m for m in unmoved if _move(box, m.uid, m)]
+    _mark_moved(engine, moved)
+    result.moved += len(moved)
 
 
 def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, deciders: Deciders,
           stop=lambda: False) -> PollResult:
-    """Handle every message now in the watched folder, batch by batch, in UID order: while one
-    batch is committed, moved and answered, the workers already decide the next."""
+    """Handle the mail that arrived after the start line and above the high-water mark, batch
+    by batch in UID order (while one batch is committed, moved and answered, the workers
+    already decide the next); then whatever the clerk put into the reprocess folder."""
     result = PollResult()
-    uids = box.pending()
-    size = office.imap.batch_size
-    ahead = None  # the batch the workers are deciding: (fetched, results)
-    for batch in [uids[i:i + size] for i in range(0, len(uids), size)] + [None]:
-        if stop():
-            break
-        following = _fetch(box, engine, office, deciders, batch, result) if batch else None
-        if ahead is not None:
-            _commit(box, engine, config, office, *ahead, result, stop)
-            result.sent += deliver(engine, office, box)
-        ahead = following
+    _finish_moves(box, engine, office, result)
+    line = watch.begin(engine, office, box.uidvalidity, utcnow())
+    uidnext = box.uidnext
+    uids = watch.unread(box, line)
+    if _batches(box, engine, config, office, deciders, uids, result, stop, line):
+        watch.advance(engine, line, max([line.high_water, *uids, (uidnext or 1) - 1]), scanned=True)
+        if not stop() and box.count(office.imap.reprocess_folder):
+            box.select(office.imap.reprocess_folder)
+            try:
+                _finish_moves(box, engine, office, result)
+                _batches(box, engine, config, office, deciders, box.pending(), result, stop)
+            finally:
+                box.select()
     return result
 
 
-def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Deciders, batch: list[int], result):
-    """Finish the moves of messages already handled; fetch the rest and hand them to the workers."""
+def _batches(box, engine, config, office, deciders, uids, result, stop, line=None) -> bool:
+    """True when every UID was handled (not stopped half-way)."""
+    size = office.imap.batch_size
+    ahead = None  # the batch the workers are deciding: (uids, fetched, results)
+    for batch in [uids[i:i + size] for i in range(0, len(uids), size)] + [None]:
+        if stop():
+            return False
+        following = (batch, _fetch(box, engine, office, deciders, batch, result, line)) if batch else None
+        if ahead is not None:
+            done, work = ahead
+            if work is not None and not _commit(box, engine, config, office, *work, result, stop):
+                return False
+            if line is not None:
+                watch.advance(engine, line, max(done))
+            result.sent += deliver(engine, office, box)
+        ahead = following
+    return True
+
+
+def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Deciders, batch: list[int], result,
+           line=None):
+    """Glance at the batch (header and structure): history and mail that is not ours are left
+    where they are (recorded, so they are not read again); the rest is fetched whole and
+    handed to the workers."""
+    again = line is None  # the reprocess folder: the clerk says these are ours
     with store.reading(engine) as session:
-        known = store.messages_at(session, office.id, office.imap.folder, box.uidvalidity, batch)
-    moved = [known[uid] for uid in batch if uid in known and _move(box, uid, known[uid])]
-    _mark_moved(engine, moved)
-    result.moved += len(moved)
-    todo = [u for u in batch if u not in known]
-    if not todo:
+        known = store.messages_at(session, office.id, box.selected, box.uidvalidity, batch)
+    glances = [g for g in box.glance([u for u in batch if u not in known])
+               if line is None or g.arrived >= line.floor]  # older: the office's history, never touched
+    take, left = [], []
+    for g in glances:
+        verdict = None if again else claim.from_header(office, g.header, g.parts)
+        (left if verdict is not None and verdict.ours is False else take).append((g, verdict))
+    if left:
+        intake.leave(engine, office, box.selected, box.uidvalidity, left)
+    if not take:
         return None
-    sizes = box.sizes(todo)
-    large = [u for u in todo if sizes.get(u, 0) > office.limits.max_message_bytes]
-    fetched = [_oversized(box, u) for u in large] + list(box.fetch([u for u in todo if u not in large]))
+    large = {g.uid for g, _v in take if g.size > office.limits.max_message_bytes}
+    fetched = [Fetched(box.selected, box.uidvalidity, g.uid, g.header, g.arrived, truncated=True, again=again)
+               for g, _v in take if g.uid in large]
+    fetched += list(box.fetch([g.uid for g, _v in take if g.uid not in large], again=again))
     fetched.sort(key=lambda f: f.uid)
     return fetched, deciders.start(office, fetched)
 
 
-def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, fetched, results, result, stop) -> None:
+def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, fetched, results, result, stop) -> bool:
     moved = []
+    complete = True
     for item, (sha, decision) in zip(fetched, results()):
         if stop():
+            complete = False
             break
         faults.crash_point("after_fetch")
         row = intake.handle(engine, office, config.archive.dir, item, decision, sha)
@@ -106,6 +145,7 @@ def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, 
             moved.append(row)
     _mark_moved(engine, moved)
     result.moved += len(moved)
+    return complete
 
 
 def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResult:

@@ -58,7 +58,9 @@ def play(config: Config, root: Path, sent: list, console: Console, period: str |
     period = period or demo_period(dt.datetime.now(dt.timezone.utc), tz)
     year, month = map(int, period.split("-"))
     office = office.model_copy(update={"departments": [d.model_copy(update={"since": period})
-                                                        for d in office.departments]})
+                                                        for d in office.departments],
+                                       # the story is a past month: mailbot was installed on its first day
+                                       "imap": office.imap.model_copy(update={"since": dt.date(year, month, 1)})})
     config = config.model_copy(update={"offices": [office]})
     engine = store.connect(config.database.url)
     daemon = Daemon(config, engine)

@@ -7,8 +7,9 @@ restart, a double tick, two racing ticks or a week of downtime neither repeats n
 
 Catch-up sends only what still means something: of several missed reminders only the latest,
 and none once the deadline has passed (the notice replaces it); a period's notices and 通报 go
-out until the next period's notices are due, but only if mailbot was keeping records before that
-period's deadline: a fresh database must not accuse every department of a month it never saw.
+out until the next period's notices are due, but only if mailbot's start line (mailbot.watch) lies
+before that period's deadline: it must not accuse every department of a month it never saw. No
+reminder goes out before the first poll has read the mailbox.
 """
 from __future__ import annotations
 
@@ -16,13 +17,13 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from . import codes, digest, letters, store, tongbao
+from . import codes, digest, letters, store, tongbao, watch
 from .config import OfficeConfig
-from .models import Message, Outgoing, Submission, utcnow
+from .models import Outgoing, Submission, utcnow
 from .obligations import (MISSING, REJECTED, Standing, deadline, deadline_day, notice_at, period_of, reminder_dates,
                           send_at, shift_period, standing, week_window, weekly_key)
 from .template import build_template
@@ -65,6 +66,8 @@ def due(office: OfficeConfig, now: dt.datetime, standings: dict[str, dict[str, S
     for period, by_dept in standings.items():
         unfiled = [dept for dept, st in by_dept.items() if st.state in UNFILED]
         if now < deadline(period, sched, tz):
+            if watching_since is None:  # the mailbox was never read: who has filed is not known yet
+                continue
             passed = [day for day, date in reminder_dates(period, sched).items() if send_at(date, sched, tz) <= now]
             if passed:
                 day = max(passed)
@@ -108,10 +111,9 @@ def _submissions(session, office: OfficeConfig, periods: list[str], now: dt.date
 
 
 def _watching_since(session, office: OfficeConfig) -> dt.datetime | None:
-    """The first mail mailbot saw or wrote for this office."""
-    firsts = [session.exec(select(func.min(Message.received_at)).where(Message.office == office.id)).scalar(),
-              session.exec(select(func.min(Outgoing.created_at)).where(Outgoing.office == office.id)).scalar()]
-    return min((f for f in firsts if f is not None), default=None)
+    """The start line, once the first poll has read everything after it (mailbot.watch): not
+    the oldest mail in the database, which may be years of history."""
+    return watch.watching_since(session, office)
 
 
 def _queued_keys(session, office: OfficeConfig, periods: list[str]) -> set[str]:
@@ -238,7 +240,10 @@ def command(engine: Engine, offices: list[OfficeConfig], at: dt.datetime | None,
         items = tick(engine, office, now, dry_run=dry_run)
         when = f"{now.astimezone(tz).isoformat(timespec='minutes')} ({tz.key})"
         if not items:
-            out(f"{office.id}: nothing due at {when}")
+            with store.reading(engine) as session:
+                watched = _watching_since(session, office) is not None
+            out(f"{office.id}: nothing due at {when}" + ("" if watched else
+                " (the mailbox was never polled: no start line yet, so nothing is sent)"))
         for q in items:
             out(f"{'would queue' if dry_run else 'queued'} {q.kind} {q.period} {q.department_id or 'office'} "
                 f"-> {', '.join(q.recipients)}: {q.subject}")

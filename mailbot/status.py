@@ -8,7 +8,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from . import store
+from . import store, watch
 from .config import OfficeConfig
 from .models import Outgoing, Submission, utcnow
 from .obligations import STATE_ZH, period_of, standing
@@ -53,9 +53,20 @@ def _mail_zh(mail: dict, office: OfficeConfig) -> str:
     return f"{KIND_ZH.get(mail['kind'], mail['kind'])} {at:%m-%d %H:%M} {SENT_ZH.get(mail['status'], mail['status'])}"
 
 
-def print_table(office: OfficeConfig, rows: list[dict], period: str | None, console: Console | None = None) -> None:
+def start_line(engine: Engine, office: OfficeConfig) -> dt.datetime | None:
+    """The office's start line (mailbot.watch), None before the first poll."""
+    with store.reading(engine) as session:
+        line = watch.current(session, office)
+    return line.since if line is not None else None
+
+
+def print_table(office: OfficeConfig, rows: list[dict], period: str | None, console: Console | None = None,
+                since: dt.datetime | None = None) -> None:
     period = period or period_of(utcnow(), office.office.tz)
-    table = Table(title=f"{office.office.name}  {period} 报送情况")
+    local = since.astimezone(office.office.tz) if since else None
+    caption = f"起始线：{local.year}年{local.month}月{local.day}日 {local:%H:%M}，此前到达的邮件不处理" if local \
+        else "尚未收件：起始线将在首次收件时确定"
+    table = Table(title=f"{office.office.name}  {period} 报送情况", caption=caption)
     for col in ("单位", "状态", "记录数", "报送次数", "已发邮件"):
         table.add_column(col)
     colour = {"filed": "green", "late": "yellow", "rejected": "red", "missing": "red"}
@@ -65,5 +76,5 @@ def print_table(office: OfficeConfig, rows: list[dict], period: str | None, cons
         table.add_row(r["name"], f"[{colour[r['state']]}]{STATE_ZH[r['state']]}{nil}[/]", str(r["rows"]),
                       str(r["submissions"]), sent)
     filed = [r for r in rows if r["state"] in ("filed", "late")]
-    table.caption = f"应报送{len(rows)}个，已报送{len(filed)}个，其中零报告{sum(r['nil_report'] for r in filed)}个"
+    table.caption = f"应报送{len(rows)}个，已报送{len(filed)}个，其中零报告{sum(r['nil_report'] for r in filed)}个\n{caption}"
     (console or Console()).print(table)

@@ -61,6 +61,26 @@ def _owner_only(database: Path) -> None:
     except FileExistsError:
         pass
 
+def open_readonly(url: str) -> Engine | None:
+    """The database for looking only (the dry run, `config check`): None when it does not
+    exist yet; never created, never migrated, never written (SQLite mode=ro, PostgreSQL
+    read-only transactions)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, connect_args={"options": "-c default_transaction_read_only=on"}, poolclass=NullPool)
+    if not parsed.database or parsed.database == ":memory:" or not Path(parsed.database).is_file():
+        return None
+    path = Path(parsed.database).resolve()
+    return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", poolclass=NullPool,
+                         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+
+def has_table(engine: Engine, name: str) -> bool:
+    """An older schema (a database not migrated since) lacks the newer tables."""
+    from sqlalchemy import inspect
+
+    return inspect(engine).has_table(name)
+
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (alembic); harmless when already there."""
@@ -105,6 +125,13 @@ def messages_at(session: Session, office: str, folder: str, uidvalidity: int, ui
         Message.office == office, Message.folder == folder,
         Message.uidvalidity == uidvalidity, Message.uid.in_(uids))).scalars().all()
     return {m.uid: m for m in rows}
+
+
+def unmoved(session: Session, office: str, folder: str, uidvalidity: int) -> list[Message]:
+    """Messages of `folder` whose outcome is committed but which are still there, to be moved."""
+    return list(session.exec(select(Message).where(
+        Message.office == office, Message.folder == folder, Message.uidvalidity == uidvalidity,
+        Message.moved_at.is_(None), Message.destination != folder).order_by(Message.uid)).scalars().all())
 
 
 def same_message(session: Session, office: str, message_id: str, sha256: str) -> Message | None:

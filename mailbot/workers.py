@@ -53,7 +53,8 @@ def _lost(office: OfficeConfig, item, exc: BaseException) -> intake.Decision:
 def _archived_decision(archive_dir: Path, office: OfficeConfig, item) -> tuple[str, intake.Decision]:
     """The worker's job: keep the raw mail durably (before anything is committed about it),
     then decide; both off the daemon's thread."""
-    return archive.put(archive_dir, item.raw), intake.decide(office, item.raw, item.arrived, item.truncated)
+    return archive.put(archive_dir, item.raw), intake.decide(office, item.raw, item.arrived, item.truncated,
+                                                             claim="all" if item.again else None)
 
 
 class Deciders:

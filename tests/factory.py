@@ -6,11 +6,13 @@ import email.policy
 import time
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 
 import yaml
 
 from mailbot.demo import filled_checklist
 
+MAIL_DIR = Path(__file__).parent / "data" / "mail"  # .eml fixtures: every shape of mail seen in practice
 CST = dt.timezone(dt.timedelta(hours=8))
 ON_TIME = dt.datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # an arrival before the November deadline
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -27,6 +29,14 @@ GOOD_ROWS = [
 def checklist_xlsx(rows=GOOD_ROWS, unit="赞皇县市场监督管理局", submitter="王某", report_date=dt.date(2026, 11, 20)) -> bytes:
     """The official template, filled in as a department would."""
     return filled_checklist(rows, unit, submitter, report_date)
+
+
+def another_file(xlsx: bytes, tag: str) -> bytes:
+    """The same workbook as a file of its own (a comment in the zip's end record, which openpyxl
+    leaves empty): mail that is not a byte-identical resubmission, without building it again."""
+    assert xlsx[-2:] == b"\0\0"
+    comment = tag.encode()
+    return xlsx[:-2] + len(comment).to_bytes(2, "little") + comment
 
 
 def wait_until(predicate, timeout: float = 15.0) -> bool:
@@ -72,7 +82,8 @@ def config_dict(account, smtp_server, var, **overrides) -> dict:
         "office": {"name": "赞皇县社会信用体系建设领导小组办公室", "address": "office@example.test",
                    "timezone": "Asia/Shanghai", "phone": "0311-84225051"},
         "imap": {"host": "127.0.0.1", "port": account.port, "security": "none", "user": account.user,
-                 "password_env": "TEST_IMAP_PASSWORD", "poll_seconds": 1},
+                 "password_env": "TEST_IMAP_PASSWORD", "poll_seconds": 1,
+                 "since": "2020-01-01"},  # tests date their mail freely; tests/test_going_live.py tests the start line
         "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "security": "none", "rate_per_minute": 1000,
                  "retry_base_seconds": 1},
         "database": {"url": f"sqlite:///{var}/mailbot.db"},
@@ -178,3 +189,20 @@ def populate_county(engine, office, year: int, months: int, rows: int = 6) -> No
         conn.execute(insert(Submission.__table__), submissions)
         if lines:
             conn.execute(insert(Row.__table__), lines)
+
+
+def watching(engine, office, since: dt.datetime) -> None:
+    """Record `since` as the office's start line, read to the end, as a first poll would have:
+    for tests that tick the schedule without polling a mailbox."""
+    from sqlalchemy import select
+
+    from mailbot import store
+    from mailbot.models import StartLine, utcnow
+
+    with store.writing(engine) as s:
+        row = s.exec(select(StartLine).where(StartLine.office == office.id,
+                                             StartLine.folder == office.imap.folder)).scalars().first()
+        if row is None:
+            row = StartLine(office=office.id, folder=office.imap.folder, since=since, floor=since)
+            s.add(row)
+        row.since, row.floor, row.source, row.scanned, row.caught_up_at = since, since, "test", True, utcnow()

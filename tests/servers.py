@@ -12,7 +12,9 @@ Nothing here depends on pytest, so ``bench/`` and ad-hoc scripts can reuse it:
 ``Dovecot`` runs the Debian ``dovecot`` binary with a private config whose every path
 (base_dir, state_dir, log, maildirs, passwd-file) lives under the given root, listening on
 127.0.0.1 only. ``SmtpCapture`` is an aiosmtpd server on 127.0.0.1 that keeps every message
-it accepts and can be told to misbehave (4xx/5xx replies, dropped connections, down).
+it accepts and can be told to misbehave (4xx/5xx replies, dropped connections, down, and
+NetEase's ``554 DT:SPM`` to a burst). ``NetEaseFront`` is a loopback proxy in front of Dovecot
+that refuses SELECT with ``NO SELECT Unsafe Login`` until the client has sent ID, as 126.com does.
 
 Observing what an IMAP client sent: the config logs every post-login command
 (``log_debug = event=imap_command_finished``, one ``Command finished: SELECT INBOX`` line
@@ -174,6 +176,38 @@ class Account:
                 match = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
                 uids.append(int(match.group(1)) if match else -1)
         return uids
+
+    def append_all(self, items, folder: str = "INBOX") -> list[int]:
+        """APPEND each (raw, date, flags) of ``items`` over ONE connection, in order: a lived-in
+        mailbox of hundreds of mails, each with its own INTERNALDATE and flags."""
+        uids = []
+        with self.client(None) as mb:
+            if folder.upper() != "INBOX" and not mb.folder.exists(folder):
+                mb.folder.create(folder)
+            for raw, date, flags in items:
+                _, data = mb.append(raw, folder, dt=date, flag_set=list(flags) or None)
+                match = re.search(rb"APPENDUID \d+ (\d+)", data[0] or b"")
+                uids.append(int(match.group(1)) if match else -1)
+        return uids
+
+    def listing(self) -> dict[str, list[tuple[str, tuple[str, ...], str]]]:
+        """{folder: sorted (Message-ID, flags, INTERNALDATE)} of every folder, read without
+        changing anything (BODY.PEEK, EXAMINE); \\Recent, which is per session, left out."""
+        out = {}
+        with self.client(None) as mb:
+            for folder in [f.name for f in mb.folder.list()]:
+                mb.folder.set(folder, readonly=True)
+                typ, data = mb.client.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+                found = []
+                for item in data:
+                    if not isinstance(item, tuple):
+                        continue
+                    flags = re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1).decode().split()
+                    date = re.search(rb'INTERNALDATE "([^"]+)"', item[0]).group(1).decode()
+                    mid = item[1].decode(errors="replace").partition(":")[2].strip()
+                    found.append((mid, tuple(sorted(f for f in flags if f != "\\Recent")), date))
+                out[folder] = sorted(found)
+        return out
 
     def uids(self, folder: str = "INBOX") -> list[int]:
         with self.client(folder) as mb:
@@ -670,6 +704,137 @@ def _write_self_signed_cert(cert_path: Path, key_path: Path) -> None:
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+# --------------------------------------------------------------------------- a NetEase-like front
+
+
+UNSAFE_LOGIN = "NO SELECT Unsafe Login. Please contact kefu@188.com for help"
+_TAGGED = re.compile(rb"^(?P<tag>[^\s(){%*\"\\\]]+) (?P<verb>[A-Za-z]+)(?: (?P<rest>.*))?$", re.S)
+_LITERAL = re.compile(rb"\{(\d+)\+?\}$")
+
+
+@dataclass
+class FrontSession:
+    """One client connection through a NetEaseFront: the verbs it sent, and what was refused."""
+
+    verbs: list[str] = field(default_factory=list)
+    id_sent: bool = False
+    refused: list[str] = field(default_factory=list)  # verbs answered "Unsafe Login"
+
+
+class NetEaseFront:
+    """A loopback IMAP proxy in front of Dovecot that behaves as imap.126.com / imap.163.com do:
+    SELECT and EXAMINE are refused with ``NO SELECT Unsafe Login. Please contact kefu@188.com for
+    help`` until the client has sent the RFC 2971 ID command. Everything else passes through.
+
+    ``host``/``port`` are the front's; point the client there. ``sessions`` lists each connection.
+    """
+
+    host = LOOPBACK
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, port: int | None = None):
+        self.upstream = (upstream_host, upstream_port)
+        self.sessions: list[FrontSession] = []
+        self._listener = socket.create_server((self.host, port or 0))
+        self.port = self._listener.getsockname()[1]
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="netease-front", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> NetEaseFront:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in the front's thread (Linux)
+        except OSError:
+            pass
+        self._listener.close()
+        with self._lock:
+            for sock in list(self._open):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self._open.clear()
+        self._thread.join(timeout=5)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _addr = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            session = FrontSession()
+            with self._lock:
+                self.sessions.append(session)
+                self._open.update((client, server))
+            write_lock = threading.Lock()
+            threading.Thread(target=self._down, args=(server, client, write_lock), daemon=True).start()
+            threading.Thread(target=self._up, args=(client, server, session, write_lock), daemon=True).start()
+
+    def _down(self, server: socket.socket, client: socket.socket, write_lock: threading.Lock) -> None:
+        """Server to client, as it comes."""
+        try:
+            while chunk := server.recv(65536):
+                with write_lock:
+                    client.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            self._hang_up(client, server)
+
+    def _up(self, client: socket.socket, server: socket.socket, session: FrontSession,
+            write_lock: threading.Lock) -> None:
+        """Client to server, line by line (literals passed through), refusing SELECT before ID."""
+        reader = client.makefile("rb")
+        try:
+            while line := reader.readline():
+                literal = _LITERAL.search(line.rstrip(b"\r\n"))
+                match = _TAGGED.match(line.rstrip(b"\r\n"))
+                verb = match["verb"].decode().upper() if match else ""
+                if verb == "UID" and match["rest"]:
+                    verb = "UID " + match["rest"].split(b" ", 1)[0].decode().upper()
+                if match:
+                    session.verbs.append(verb)
+                if verb == "ID":
+                    session.id_sent = True
+                if verb in ("SELECT", "EXAMINE") and not session.id_sent:
+                    session.refused.append(verb)
+                    with write_lock:
+                        client.sendall(match["tag"] + b" " + UNSAFE_LOGIN.encode() + b"\r\n")
+                    continue
+                server.sendall(line)
+                if literal:
+                    server.sendall(reader.read(int(literal.group(1))))
+        except OSError:
+            pass
+        finally:
+            self._hang_up(client, server)
+
+    def _hang_up(self, *socks: socket.socket) -> None:
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        with self._lock:
+            for sock in socks:
+                if sock in self._open:
+                    self._open.discard(sock)
+                    sock.close()
+
+
 # --------------------------------------------------------------------------- SMTP
 
 
@@ -713,7 +878,7 @@ class _Handler:
         if self.capture._take_fault("drop", "data"):
             server.transport.close()  # the reply below goes nowhere
             return "421 closing"
-        if reply := self.capture._fault_reply("data"):
+        if reply := self.capture._fault_reply("data") or self.capture._burst_reply():
             return reply
         self.capture._record(session, envelope)
         return "250 OK: queued"
@@ -764,6 +929,9 @@ class SmtpCapture:
         self._messages: list[CapturedMessage] = []
         self._cond = threading.Condition()
         self._fault: _Fault | None = None
+        self._burst: tuple[int, float, str] | None = None  # (messages, seconds, reply)
+        self._accepted_at: list[float] = []
+        self.spam_refused = 0  # DATA commands refused by the burst mode
         self._controller: _Controller | None = None
         self.up()
 
@@ -798,6 +966,7 @@ class SmtpCapture:
             auth_user = session.auth_data.login.decode()
         message = email.message_from_bytes(raw, policy=email.policy.default)
         with self._cond:
+            self._accepted_at.append(time.time())
             self._messages.append(CapturedMessage(envelope.mail_from, tuple(envelope.rcpt_tos),
                                                   raw, message, auth_user))
             self._cond.notify_all()
@@ -813,6 +982,7 @@ class SmtpCapture:
         """Accept everything again (does not bring a down() server back; use up())."""
         with self._cond:
             self._fault = None
+            self._burst = None
 
     def refuse_temporarily(self, code: int = 451, text: str = "4.3.0 Try again later", *,
                            stage: str = "rcpt", only=None, times: int | None = None) -> None:
@@ -828,6 +998,25 @@ class SmtpCapture:
                            stage: str = "data", only=None, times: int | None = None) -> None:
         """Like refuse_temporarily with a 5xx; the default imitates 126.com/163.com's spam rejection."""
         self._set_reply(code, text, stage, only, times, range(500, 600))
+
+    def refuse_bursts(self, messages: int, seconds: float = 60, code: int = 554,
+                      text: str = "DT:SPM 126 smtp2, message rejected as spam") -> None:
+        """NetEase's outbound spam rule: once ``messages`` mails were accepted within ``seconds``,
+        each further DATA is answered ``code text`` until the window has room again. Counted in
+        wall-clock time (time.time), so a test may move it with time-machine."""
+        with self._cond:
+            self._burst = (messages, seconds, f"{code} {text}")
+
+    def _burst_reply(self) -> str | None:
+        with self._cond:
+            if self._burst is None:
+                return None
+            limit, seconds, reply = self._burst
+            now = time.time()
+            if sum(1 for t in self._accepted_at if now - seconds < t <= now) < limit:
+                return None
+            self.spam_refused += 1
+            return reply
 
     def drop_connections(self, stage: str = "connect", times: int | None = None) -> None:
         """Close the socket right after accepting it (``connect``: smtplib.SMTP() raises

@@ -52,6 +52,11 @@ def test_bad_email_is_named_by_its_path():
     (lambda d: d["office"].update(timezone="Mars/Base"), "office.timezone: not a known time zone (e.g. Asia/Shanghai)"),
     (lambda d: d["departments"].append({"id": "x", "name": "y", "emails": ["a@example.gov.cn"]}),
      "departments: a@example.gov.cn is registered to both 'scjgj' and 'x'"),
+    (lambda d: d["imap"].update(reprocess_folder="INBOX"),
+     "imap: folder, processed_folder, quarantine_folder and reprocess_folder must all differ"),
+    (lambda d: d["imap"].update(claim="some"), "imap.claim: Input should be 'submissions' or 'all'"),
+    (lambda d: d["imap"].update(since="2026-13-01"),
+     "imap.since: Input should be a valid date or datetime, month value is outside expected range of 1-12"),
 ])
 def test_each_mistake_names_its_key(change, expected):
     data = json.loads(json.dumps(MINIMAL))

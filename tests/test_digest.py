@@ -301,6 +301,7 @@ def test_weekly_mail_reports_the_week_and_who_is_still_missing(november):
     # as of Monday: czj filed only on the 26th
     assert unfiled == [("赞皇县财政局", "未报送"), ("赞皇镇人民政府", "报送未通过"), ("赞皇县教育局", "未报送")]
     assert "stranger@qq.com" in html
+    assert "把该邮件拖入“重新处理”文件夹" in html  # the clerk's lever, once the address is registered
     [queued] = november.rows(Outgoing, Outgoing.kind == "weekly")
     assert queued.key == "weekly:2026-W48"
 
@@ -384,9 +385,10 @@ def test_the_cutoff_and_an_open_period_are_named_in_the_title(november):
         "赞皇县社会信用体系建设领导小组办公室 2026年11月情况清单汇总（截至2026年11月20日10时5分，报送截止日前的统计）"
 
 
+@pytest.mark.config(departments=DEPARTMENTS, recipients={"digest": DIGEST_TO}, imap={"since": "2026-11-01"})
 def test_the_year_sheet_shows_each_department_month_by_month(november):
-    """Only November was watched (the first mail arrived on 20 November): the months before are
-    no department's fault and show —; the totals count only months whose deadline has passed."""
+    """Only November was watched (the start line is 1 November): the months before are no
+    department's fault and show —; the totals count only months whose deadline has passed."""
     month = digest.load_month(november.engine, november.office, PERIOD, NOW)
     ws = openpyxl.load_workbook(io.BytesIO(report.workbook(month)))["年度报送情况"]
     assert [c.value for c in ws[2]] == ["单位", *(f"{m}月" for m in range(1, 12)),

@@ -45,12 +45,13 @@ _checklist: list[bytes] = []
 
 
 def department_mails(n: int, tag: str) -> dict[str, bytes]:
-    """`n` checklist mails from 市场监管局, keyed by their distinct Message-IDs (no brackets)."""
+    """`n` checklist mails from 市场监管局, keyed by their distinct Message-IDs (no brackets);
+    each its own file (the same workbook, a zip comment apart), so each one is answered."""
     if not _checklist:
         _checklist.append(factory.checklist_xlsx())
-    attachment = (("情况清单.xlsx", _checklist[0], factory.XLSX),)
     ids = [f"{tag}-{i}-{uuid.uuid4().hex[:6]}@example.gov.cn" for i in range(n)]
-    return {mid: factory.mail(message_id=f"<{mid}>", date=factory.ON_TIME, attachments=attachment) for mid in ids}
+    return {mid: factory.mail(message_id=f"<{mid}>", date=factory.ON_TIME, attachments=(
+        ("情况清单.xlsx", factory.another_file(_checklist[0], mid), factory.XLSX),)) for mid in ids}
 
 
 def _header_id(value) -> str:

@@ -152,10 +152,11 @@ def test_an_unparseable_from_is_quarantined_not_ignored_as_a_bounce_and_real_bou
         [("quarantined", "bad_sender")] * 4
     assert "a@reg@evil" in rows["bad0@example.gov.cn"].detail
     assert [rows[f"bad{i}@example.gov.cn"].sender for i in range(2)] == ["a@reg@evil", ""]  # what From said
+    # bounces of no mail of ours: recognised as bounces, and left in INBOX for the clerk (issue 13)
     assert [(rows[f"bounce{i}@mx.example"].status, rows[f"bounce{i}@mx.example"].kind) for i in range(3)] == \
-        [("ignored", "bounce")] * 3
+        [("left", "bounce_not_ours")] * 3
     assert setup.rows(Submission) == [] and setup.smtp.messages == []
-    assert len(setup.account.uids("待人工处理")) == 4 and len(setup.account.uids("已处理")) == 3
+    assert len(setup.account.uids("待人工处理")) == 4 and len(setup.account.uids("INBOX")) == 3
 
     # the office reads both kinds, in Chinese, in the weekly digest's quarantine section
     setup.account.append(_from(b"czj@example.gov.cn <attacker@evil.example>", message_id="<trick@evil.example>"),

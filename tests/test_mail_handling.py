@@ -1,6 +1,7 @@
 """Mail handling that survives real mailboxes: every mail shape of tests/data/mail, end to end."""
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 
@@ -117,11 +118,29 @@ def test_gbk_only_names_are_intact_in_the_store_and_the_receipt(setup, name):
     assert (sub.filename, msg.subject, msg.sender) == (GBK_NAME, GBK_SUBJECT, "scjgj@example.gov.cn")
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("auto_reply.eml", "auto_reply"), ("outlook_oof.eml", "auto_reply"), ("precedence_bulk.eml", "auto_reply"),
-    ("mailing_list.eml", "list"), ("qq_bounce.eml", "bounce"),
+@pytest.mark.parametrize("name, reason, ours", [
+    ("auto_reply.eml", "auto_reply", True),  # quotes our receipt's subject
+    ("outlook_oof.eml", "auto_reply", False),  # about nothing of ours: the clerk's
+    ("precedence_bulk.eml", "auto_reply", True),  # speaks of the checklist
+    ("mailing_list.eml", "list", True),
+    ("qq_bounce.eml", "bounce", False),  # quotes no mail of ours
 ])
-def test_robots_are_never_answered(setup, name, reason):
+def test_robots_are_never_answered(setup, name, reason, ours):
+    setup.account.append(fixture(name))
+    setup.poll()
+    assert setup.smtp.messages == []
+    [m] = setup.rows(Message)
+    if ours:  # taken: recorded and moved out of the clerk's way
+        assert m.status == "ignored" and m.reason == reason
+        assert len(setup.account.messages("已处理")) == 1
+    else:  # not ours: recorded as read, left exactly where it was
+        assert m.status == "left" and m.moved_at is None
+        assert len(setup.account.messages("INBOX")) == 1 and setup.account.messages("已处理") == []
+
+
+@pytest.mark.config(imap={"claim": "all"})
+@pytest.mark.parametrize("name, reason", [("outlook_oof.eml", "auto_reply"), ("qq_bounce.eml", "bounce")])
+def test_in_a_mailbox_of_its_own_robots_are_taken_and_never_answered(setup, name, reason):
     setup.account.append(fixture(name))
     setup.poll()
     assert setup.smtp.messages == []
@@ -202,21 +221,48 @@ def test_resubmission_replaces_the_version_in_force_and_says_what_changed(setup)
     assert scj["rows"] == 4 and scj["submissions"] == 2 and scj["state"] == "filed"
 
 
-def test_a_sender_that_answers_every_receipt_is_stopped_by_the_daily_cap(setup):
+def test_a_sender_that_writes_every_minute_is_stopped_by_the_daily_cap(setup):
+    """A misbehaving robot (plain mails, no auto-reply headers) that provokes an error receipt
+    each time gets `daily_cap_per_sender` of them; its accepted checklist is still answered."""
     cap = setup.office.replies.daily_cap_per_sender
-    for i in range(cap + 3):  # a misbehaving robot: plain mails, no auto-reply headers
-        setup.account.append(factory.mail(message_id=f"<loop{i}@example.gov.cn>", subject=f"Re: 回执 {i}"),
-                             date=factory.ON_TIME)
+    for i in range(cap + 3):
+        setup.account.append(factory.mail(message_id=f"<loop{i}@example.gov.cn>", subject=f"情况清单 {i}",
+                                          attachments=()), date=factory.ON_TIME)
     setup.poll()
     assert len(setup.smtp.messages) == cap
     assert sum(m.reason == "reply_cap" for m in setup.rows(Message)) == 3
+    setup.account.append(factory.mail(message_id="<real@example.gov.cn>"), date=factory.ON_TIME)
+    setup.poll()
+    assert len(setup.smtp.messages) == cap + 1
+    assert setup.smtp.messages[-1].message["Subject"].startswith("回执：【已受理】")
     assert setup.account.uids("INBOX") == []  # every mail still handled and moved
+
+
+def test_the_same_file_again_gets_one_answer_a_day(setup):
+    """A department that sends the very same checklist again and again (it did not see the
+    receipt, or a robot re-sends it) gets one "已收到相同内容" answer a day, however many times."""
+    xlsx = factory.checklist_xlsx()
+    for i in range(4):
+        setup.account.append(factory.mail(message_id=f"<again{i}@example.gov.cn>",
+                                          attachments=(("情况清单.xlsx", xlsx, factory.XLSX),)), date=factory.ON_TIME)
+    setup.poll()
+    first, same = setup.smtp.messages
+    assert first.message["Subject"].startswith("回执：【已受理】")
+    assert same.message["Subject"].startswith("回执：【已收到相同内容】")
+    assert "内容完全相同" in same.message.get_body(("plain",)).get_content()
+    assert [m.reason for m in setup.rows(Message)] == ["", "", "same_content", "same_content"]
+    assert all(s.accepted for s in setup.rows(Submission))
+    setup.account.append(factory.mail(message_id="<again-next-day@example.gov.cn>", attachments=(
+        ("情况清单.xlsx", xlsx, factory.XLSX),)), date=factory.ON_TIME + dt.timedelta(days=1))
+    setup.poll()
+    assert len(setup.smtp.messages) == 3  # a new day, one answer again
 
 
 @pytest.mark.config(smtp={"rate_per_minute": 2})
 def test_outgoing_mail_is_throttled_per_minute(setup):
     for i in range(5):
-        setup.account.append(factory.mail(message_id=f"<t{i}@example.gov.cn>"), date=factory.ON_TIME)
+        setup.account.append(factory.mail(message_id=f"<t{i}@example.gov.cn>", attachments=(("清单.xlsx", factory.checklist_xlsx(
+            report_date=dt.date(2026, 11, 10 + i)), factory.XLSX),)), date=factory.ON_TIME)
     with time_machine.travel("2026-11-26 10:00:00+08:00", tick=False) as traveller:
         setup.poll()
         assert len(setup.smtp.messages) == 2
@@ -265,18 +311,23 @@ def test_id_command_is_sent_after_login_and_before_select(setup):
 
 @pytest.mark.config(imap={"folder": "清单"})
 def test_folder_recreated_with_new_uidvalidity_gives_no_duplicates(setup):
+    """The new numbering is read again from a day before the last scan: what arrived meanwhile
+    is handled, a copy of mail already handled is a duplicate, older mail is not read again."""
     raw = factory.mail()
-    setup.account.append(raw, folder="清单", date=factory.ON_TIME)
+    now = dt.datetime.now(dt.timezone.utc)
+    setup.account.append(raw, folder="清单", date=now - dt.timedelta(hours=1))
     setup.poll()
     with setup.account.client(None) as mb:  # the folder is deleted and made anew: new UIDVALIDITY
         mb.folder.delete("清单")
         mb.folder.create("清单")
-    setup.account.append(raw, folder="清单", date=factory.ON_TIME)  # e.g. restored from a backup
+    setup.account.append(raw, folder="清单", date=now)  # delivered again
+    history = factory.mail(message_id="<history@example.gov.cn>")
+    setup.account.append(history, folder="清单", date=factory.ON_TIME)  # restored from a backup: history now
     setup.poll()
     assert len(setup.smtp.messages) == 1 and len(setup.rows(Submission)) == 1
     first, again = setup.rows(Message)
     assert first.uidvalidity != again.uidvalidity and again.status == "duplicate"
-    assert setup.account.uids("清单") == []
+    assert setup.account.messages("清单") == [history]
 
 
 def test_uncommitted_move_is_finished_by_the_next_poll(setup):
@@ -330,7 +381,8 @@ def test_two_senders_at_once_never_send_a_mail_twice(setup):
 
     from mailbot import runner
     for i in range(12):
-        setup.account.append(factory.mail(message_id=f"<c{i}@example.gov.cn>"), date=factory.ON_TIME)
+        setup.account.append(factory.mail(message_id=f"<c{i}@example.gov.cn>", attachments=(("清单.xlsx", factory.checklist_xlsx(
+            report_date=dt.date(2026, 11, 1 + i)), factory.XLSX),)), date=factory.ON_TIME)
     setup.smtp.down()
     setup.poll()
     setup.smtp.up()

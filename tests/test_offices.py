@@ -1,6 +1,7 @@
 """Many offices in one deployment: nothing mixes between them; PostgreSQL with several daemons."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import signal
@@ -132,7 +133,9 @@ def test_racing_ticks_on_postgres_queue_each_reminder_once(postgres_server, two_
     """Three `mailbot tick` processes at the same instant against one PostgreSQL."""
     url = postgres_server.create_database(f"ticks_{uuid.uuid4().hex[:8]}")
     cfg = two_offices(url)
-    runner.open_store(cfg)  # migrate once, before the race
+    engine = runner.open_store(cfg)  # migrate once, before the race
+    for office in cfg.offices:  # as if each mailbox had been polled since the 20th
+        factory.watching(engine, office, dt.datetime(2026, 11, 20, tzinfo=office.office.tz))
     path = tmp_var / "mailbot.json"
     path.write_text(config_json(cfg), encoding="utf-8")
     env = {**os.environ, "PW_ZANHUANG": "pw", "PW_YUANSHI": "pw"}

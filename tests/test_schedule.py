@@ -66,10 +66,16 @@ def attachments(captured) -> dict[str, bytes]:
 class World:
     """One office against a SQLite file and the SMTP capture; `step(t)` is one tick at t."""
 
-    def __init__(self, data: dict, smtp, var: Path, traveller):
+    def __init__(self, data: dict, smtp, var: Path, traveller, since: dt.datetime | None = None):
         self.data, self.smtp, self.var, self.traveller = data, smtp, var, traveller
         self.log: list[tuple[dt.datetime, str, tuple]] = []
         self.restart()
+        if since is not None:
+            self.watch(since)
+
+    def watch(self, since: dt.datetime) -> None:
+        """The start line, as if the mailbox had been polled from `since` on."""
+        factory.watching(self.engine, self.office, since)
 
     def restart(self) -> None:
         """As a new process would: config parsed again, a new engine."""
@@ -121,8 +127,9 @@ def frozen():
 
 @pytest.fixture
 def world(smtp_server, tmp_var, frozen):
-    def make(**schedule_cfg):
-        return World(_config(NO_IMAP, smtp_server, tmp_var, **schedule_cfg), smtp_server, tmp_var, frozen)
+    """A World whose start line is 1 November (installed then), unless `since` says otherwise."""
+    def make(since=at(2026, 11, 1), **schedule_cfg):
+        return World(_config(NO_IMAP, smtp_server, tmp_var, **schedule_cfg), smtp_server, tmp_var, frozen, since)
     return make
 
 
@@ -137,7 +144,9 @@ BAD_ROWS = [
 def test_a_whole_month_of_ticks(mailbox_account, smtp_server, tmp_var, frozen, monkeypatch):
     """November 2026, hour by hour, ticking twice each hour and restarting every midnight."""
     monkeypatch.setenv("TEST_IMAP_PASSWORD", mailbox_account.password)
-    w = World(_config(mailbox_account, smtp_server, tmp_var, weekly=True), smtp_server, tmp_var, frozen)
+    data = _config(mailbox_account, smtp_server, tmp_var, weekly=True)
+    data["imap"]["since"] = "2026-11-18"  # installed on the 18th: the week before is not one it watched
+    w = World(data, smtp_server, tmp_var, frozen)
     arrivals = {
         at(2026, 11, 18, 10): factory.mail(attachments=(("清单.xlsx", factory.checklist_xlsx(
             report_date=dt.date(2026, 11, 18)), factory.XLSX),)),
@@ -295,10 +304,11 @@ def test_without_digest_recipients_notices_go_and_the_tongbao_waits(world):
 
 
 def test_a_fresh_database_does_not_accuse_anyone_of_a_month_it_never_saw(world):
-    w = world()
+    w = world(since=None)
     assert w.step(at(2026, 11, 27, 10)) == []
     assert w.keys() == []
-    w.file("scjgj", "2026-12", at(2026, 12, 1, 10))  # from now on mailbot is watching
+    w.watch(at(2026, 12, 1))  # installed on 1 December: the start line
+    w.file("scjgj", "2026-12", at(2026, 12, 1, 10))
     w.step(at(2026, 12, 28, 10))
     assert "tongbao:2026-12" in w.keys() and "tongbao:2026-11" not in w.keys()
 
@@ -315,7 +325,8 @@ def test_reminders_and_notices_around_the_national_day_week_of_2026(world):
         3: dt.date(2026, 10, 8),  # the previous workday is in September: the first workday after the holiday
         10: dt.date(2026, 10, 10), 20: dt.date(2026, 10, 20), 24: dt.date(2026, 10, 23)}
     assert obligations.notice_date("2026-09", sched) == dt.date(2026, 9, 28)  # Saturday the 26th -> Monday
-    w.file("scjgj", "2026-09", at(2026, 8, 31, 10))  # watching since August; scjgj filed September early
+    w.watch(at(2026, 8, 31))  # installed on 31 August
+    w.file("scjgj", "2026-09", at(2026, 8, 31, 10))  # scjgj filed September early
     t = at(2026, 9, 1)
     while t < at(2026, 10, 31):
         w.step(t.replace(hour=8, minute=59))
@@ -335,7 +346,7 @@ def test_reminders_and_notices_around_the_national_day_week_of_2026(world):
 
 
 def test_a_weekend_20th_moves_to_friday(world):
-    w = world()
+    w = world(since=at(2026, 12, 1))
     assert obligations.reminder_dates("2026-12", w.office.schedule) == {20: dt.date(2026, 12, 18), 24: dt.date(2026, 12, 24)}
     assert w.step(at(2026, 12, 18, 8, 59)) == []
     queued = w.step(at(2026, 12, 18, 9))
@@ -354,8 +365,8 @@ def test_a_digest_sent_by_hand_on_a_saturday_notice_day_leaves_mondays_scheduled
     """Saturday 26 December 2026: the notices, the 通报 and the monthly digest move to Monday the
     28th. A clerk's `digest --send` on the Saturday is an interim digest (its own key); the
     scheduled one still goes out on Monday, built as of Monday."""
-    w = world()
-    w.file("scjgj", "2026-12", at(2026, 12, 1, 10))  # watching since December
+    w = world(since=at(2026, 12, 1))  # installed on 1 December
+    w.file("scjgj", "2026-12", at(2026, 12, 1, 10))
     w.file("czj", "2026-12", at(2026, 12, 27, 15))  # late, over the weekend
     assert obligations.notice_date("2026-12", w.office.schedule) == dt.date(2026, 12, 28)
     saturday = at(2026, 12, 26, 10)
@@ -391,7 +402,7 @@ def test_a_year_the_calendar_does_not_know_falls_back_to_monday_friday(world, ca
 
 def test_racing_ticks_queue_each_mail_once(world):
     w = world()
-    w.file("scjgj", "2026-11", at(2026, 11, 2, 10))  # watching; scjgj filed
+    w.file("scjgj", "2026-11", at(2026, 11, 2, 10))  # scjgj filed
     w.traveller.move_to(at(2026, 11, 26, 9))
     engines = [runner.open_store(w.config) for _ in range(4)]
     barrier = threading.Barrier(len(engines))
@@ -452,6 +463,8 @@ def test_dry_run_queues_nothing(world):
 
 def test_tick_command_dry_run_then_real(smtp_server, tmp_var, capsys):
     path = factory.write_config(tmp_var / "mailbot.yaml", _config(NO_IMAP, smtp_server, tmp_var))
+    cfg = config_mod.parse(_config(NO_IMAP, smtp_server, tmp_var))
+    factory.watching(runner.open_store(cfg), cfg.office(), at(2026, 11, 1))
     assert main(["--config", str(path), "tick", "--at", "2026-11-20T09:00", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
@@ -479,6 +492,7 @@ def test_tick_command_rejects_a_bad_time(smtp_server, tmp_var, capsys):
 def test_daemon_scheduler_job_ticks_and_delivers(smtp_server, tmp_var, frozen):
     cfg = config_mod.parse(_config(NO_IMAP, smtp_server, tmp_var))
     daemon = Daemon(cfg, runner.open_store(cfg))
+    factory.watching(daemon.engine, cfg.office(), at(2026, 11, 1))
     scheduler = daemon.start_scheduler()
     try:
         [job] = scheduler.get_jobs()

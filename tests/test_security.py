@@ -98,7 +98,7 @@ INJECTIONS = {
 def test_header_injection_through_subject_or_file_name_never_reaches_a_reply(setup):
     for i, case in enumerate(INJECTIONS.values()):
         atts = [(disp, factory.checklist_xlsx(BAD_ROWS)) for disp, _ in case.get("attachments", [])] or \
-            [(rfc2231("清单.xlsx"), factory.checklist_xlsx())]
+            [(rfc2231("清单.xlsx"), factory.checklist_xlsx(report_date=dt.date(2026, 11, 1 + i)))]  # not the same file
         raw = raw_mail(case.get("subject", "2026年11月清单"), attachments=atts, message_id=f"inj{i}")
         setup.account.append(raw.decode("latin-1").encode("latin-1"), date=factory.ON_TIME)
     setup.poll()
@@ -390,6 +390,7 @@ def _forward(sender: str, inner: bytes, subject: str) -> bytes:
     return msg.as_bytes(policy=email.policy.SMTP)
 
 
+@pytest.mark.config(imap={"since": "2026-11-01"})  # installed in November: October's deadline is history
 def test_data_of_one_department_reaches_only_that_department_and_the_office(setup):
     """A month of mixed mail, then every captured mail is judged by what it carries."""
     at = lambda day, hour=10: dt.datetime(2026, 11, day, hour, tzinfo=CST)  # noqa: E731

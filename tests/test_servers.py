@@ -283,3 +283,54 @@ def test_down_and_up(smtp_server):
 
 def test_tmp_var_is_an_empty_dir(tmp_var):
     assert tmp_var.is_dir() and list(tmp_var.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the NetEase-like front
+
+def test_netease_front_refuses_select_until_id_was_sent(mailbox_account):
+    from tests.servers import NetEaseFront, UNSAFE_LOGIN
+
+    mailbox_account.append(b"Subject: hi\r\n\r\nbody\r\n")
+    with NetEaseFront(mailbox_account.host, mailbox_account.port) as front:
+        client = imaplib.IMAP4(front.host, front.port)
+        client.login(mailbox_account.user, mailbox_account.password)
+        typ, data = client.select("INBOX")
+        assert typ == "NO" and data == [UNSAFE_LOGIN.removeprefix("NO ").encode()]
+        imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED", "LOGOUT"))
+        typ, _ = client._simple_command("ID", '("name" "test")')
+        assert typ == "OK"
+        typ, data = client.select("INBOX")
+        assert typ == "OK" and data == [b"1"]
+        client.logout()
+        [session] = front.sessions
+        assert session.refused == ["SELECT"] and session.id_sent
+        assert session.verbs[:4] == ["CAPABILITY", "LOGIN", "SELECT", "ID"]
+
+
+def test_netease_front_passes_literals_through(mailbox_account):
+    """APPEND sends its message as a literal; the front must pass it whole."""
+    from tests.servers import NetEaseFront
+
+    with NetEaseFront(mailbox_account.host, mailbox_account.port) as front:
+        with MailBoxUnencrypted(front.host, front.port).login(mailbox_account.user, mailbox_account.password,
+                                                             initial_folder=None) as mb:
+            mb.append(b"Subject: literal\r\n\r\n" + b"x" * 5000 + b"\r\n", "INBOX")
+    [raw] = mailbox_account.messages()
+    assert raw.endswith(b"x" * 5000 + b"\r\n")
+
+
+def test_smtp_refuses_a_burst_as_spam(smtp_server):
+    import time_machine
+
+    smtp_server.refuse_bursts(2, seconds=60)
+    with time_machine.travel("2026-11-20 10:00:00+08:00", tick=False) as traveller:
+        with smtplib.SMTP(smtp_server.host, smtp_server.port) as client:
+            for i in range(2):
+                client.sendmail("a@x.test", ["b@x.test"], f"Subject: {i}\r\n\r\nx\r\n")
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                client.sendmail("a@x.test", ["b@x.test"], "Subject: 3\r\n\r\nx\r\n")
+        assert refused.value.smtp_code == 554 and b"DT:SPM" in refused.value.smtp_error
+        traveller.shift(61)
+        with smtplib.SMTP(smtp_server.host, smtp_server.port) as client:
+            client.sendmail("a@x.test", ["b@x.test"], "Subject: later\r\n\r\nx\r\n")
+    assert len(smtp_server.messages) == 3 and smtp_server.spam_refused == 1

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlmodel import SQLModel
 
 from mailbot import store
@@ -19,7 +20,30 @@ def test_migrations_build_exactly_the_models(tmp_var):
     assert diff == []
     store.migrate(engine)  # a second run is harmless
     with engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0002_start_line"
+
+
+def test_a_database_of_the_first_schema_is_migrated_with_its_rows(tmp_var):
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    engine = store.open_engine(f"sqlite:///{tmp_var}/old.db")
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(store.__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(text("insert into message (office, folder, uidvalidity, uid, message_id, sha256, size, sender, "
+                          "subject, received_at, kind, status, reason, detail, destination) values ('default', 'INBOX', "
+                          "1, 1, 'm', 'x', 0, '', '', '2026-11-20 02:00:00+00:00', 'checklist', 'accepted', '', '', '')"))
+        conn.execute(text("insert into submission (office, message_pk, department_id, period, period_source, "
+                          "received_at, accepted, late, version, unit, submitter, nil_report, filename, sheet, "
+                          "row_count, problems) values ('default', 1, 'scjgj', '2026-11', '', "
+                          "'2026-11-20 02:00:00+00:00', 1, 0, 1, '', '', 0, '', '', 0, '[]')"))
+    store.migrate(engine)
+    with store.reading(engine) as s:
+        [sub] = s.exec(select(Submission)).scalars().all()
+    assert sub.file_sha256 == "" and sub.accepted
 
 
 def test_sqlite_pragmas(tmp_var):
