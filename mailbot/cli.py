@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print("mailbot: configuration error:", file=sys.stderr)
+        print("mailbot：配置有误：", file=sys.stderr)
         for line in exc.errors:
             print(f"  {line}", file=sys.stderr)
         return 2
