@@ -60,9 +60,11 @@ def changes(old: list[Row], new: list[Row]) -> dict[str, int]:
 
 
 def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: Decision, *,
-           receipts: bool = True, replay_of: int | None = None) -> Message:
+           receipts: bool = True, replay_of: int | None = None, now: dt.datetime | None = None) -> Message:
     """Write the decision in one transaction. `receipts=False` records without answering (an
-    imported back catalogue); `replay_of` re-decides an archived message on purpose."""
+    imported back catalogue); `replay_of` re-decides an archived message on purpose; `now`
+    (default the clock) is when the receipt is written."""
+    now = now or utcnow()
     mail = decision.mail
     imap = office.imap
     with store.writing(engine) as session:
@@ -117,11 +119,11 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
             if replaced is not None:
                 diff = changes(store.rows_of(session, replaced.id), rows)
         if decision.status in ("accepted", "rejected") and receipts:
-            if _replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
+            if _replies_today(session, office, mail.sender, now) >= office.replies.daily_cap_per_sender:
                 log.warning("message=<%s> daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
                 row.reason = "reply_cap"
             else:
-                _queue_receipt(session, office, row, decision, submission, replaced, diff)
+                _queue_receipt(session, office, row, decision, submission, replaced, diff, now)
         faults.crash_point("in_transaction")
     faults.crash_point("after_commit")
     return row
@@ -136,14 +138,14 @@ def _record_bounce(session, office: OfficeConfig, mail: message.Mail) -> None:
         log.warning("outbox=<%s> bounced: %s", out.message_id, out.last_error)
 
 
-def _replies_today(session, office: OfficeConfig, sender: str) -> int:
+def _replies_today(session, office: OfficeConfig, sender: str, now: dt.datetime) -> int:
     """Receipts queued to `sender` in the last 24 hours: the cap that stops any mail loop."""
     return session.exec(select(func.count(Outgoing.id)).join(Message, Outgoing.message_pk == Message.id).where(
         Outgoing.office == office.id, Outgoing.kind == "receipt", Message.sender == sender,
-        Outgoing.created_at > utcnow() - dt.timedelta(days=1))).one()[0]
+        Outgoing.created_at > now - dt.timedelta(days=1))).one()[0]
 
 
-def _queue_receipt(session, office, row, decision, submission, replaced, diff) -> None:
+def _queue_receipt(session, office, row, decision, submission, replaced, diff, now) -> None:
     from .template import build_template
 
     mail = decision.mail
@@ -170,13 +172,13 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff) -
         office, kind="receipt", key=f"receipt:{row.sha256}", template=template, to=[mail.sender],
         context=context, department_id=decision.department.id, period=decision.period or None,
         message_pk=row.id, in_reply_to=mail.message_id, references=mail.references,
-        attachments=attachments, auto="auto-replied",
+        attachments=attachments, auto="auto-replied", now=now,
     )
     store.enqueue(session, out)
 
 
 def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, decision: Decision | None = None,
-           sha: str | None = None) -> Message:
+           sha: str | None = None, now: dt.datetime | None = None) -> Message:
     """Archive and decide (unless a worker already did both) and commit one fetched message."""
     sha = sha or archive.put(archive_dir, fetched.raw)
     with store.reading(engine) as session:
@@ -185,4 +187,4 @@ def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, dec
         return existing
     faults.crash_point("after_fetch")
     decision = decision or decide(office, fetched.raw, fetched.arrived, fetched.truncated)
-    return commit(engine, office, fetched, sha, decision)
+    return commit(engine, office, fetched, sha, decision, now=now)

@@ -5,11 +5,13 @@ A message leaves the watched folder only after its outcome is committed; if the 
 """
 from __future__ import annotations
 
+import datetime as dt
 import imaplib
 import logging
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Callable
 
 from imap_tools.errors import ImapToolsError
 from sqlalchemy import update
@@ -32,11 +34,11 @@ class PollResult:
     sent: int = 0
 
 
-def _mark_moved(engine: Engine, messages: list[Message]) -> None:
+def _mark_moved(engine: Engine, messages: list[Message], now: dt.datetime) -> None:
     if not messages:
         return
     with store.writing(engine) as session:
-        session.execute(update(Message).where(Message.id.in_([m.id for m in messages])).values(moved_at=utcnow()))
+        session.execute(update(Message).where(Message.id.in_([m.id for m in messages])).values(moved_at=now))
 
 
 def _move(box: Mailbox, uid: int, message: Message) -> bool:
@@ -57,9 +59,10 @@ def _oversized(box: Mailbox, uid: int) -> Fetched:
 
 
 def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, deciders: Deciders,
-          stop=lambda: False) -> PollResult:
+          stop=lambda: False, clock: Callable[[], dt.datetime] = utcnow) -> PollResult:
     """Handle every message now in the watched folder, batch by batch, in UID order: while one
-    batch is committed, moved and answered, the workers already decide the next."""
+    batch is committed, moved and answered, the workers already decide the next. `clock` tells
+    the time receipts are written and sent at (the demo's own month)."""
     result = PollResult()
     uids = box.pending()
     size = office.imap.batch_size
@@ -67,20 +70,20 @@ def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, de
     for batch in [uids[i:i + size] for i in range(0, len(uids), size)] + [None]:
         if stop():
             break
-        following = _fetch(box, engine, office, deciders, batch, result) if batch else None
+        following = _fetch(box, engine, office, deciders, batch, result, clock) if batch else None
         if ahead is not None:
-            _commit(box, engine, config, office, *ahead, result, stop)
-            result.sent += deliver(engine, office, box)
+            _commit(box, engine, config, office, *ahead, result, stop, clock)
+            result.sent += deliver(engine, office, box, clock)
         ahead = following
     return result
 
 
-def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Deciders, batch: list[int], result):
+def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Deciders, batch: list[int], result, clock):
     """Finish the moves of messages already handled; fetch the rest and hand them to the workers."""
     with store.reading(engine) as session:
         known = store.messages_at(session, office.id, office.imap.folder, box.uidvalidity, batch)
     moved = [known[uid] for uid in batch if uid in known and _move(box, uid, known[uid])]
-    _mark_moved(engine, moved)
+    _mark_moved(engine, moved, clock())
     result.moved += len(moved)
     todo = [u for u in batch if u not in known]
     if not todo:
@@ -92,19 +95,20 @@ def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Decider
     return fetched, deciders.start(office, fetched)
 
 
-def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, fetched, results, result, stop) -> None:
+def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, fetched, results, result, stop,
+            clock) -> None:
     moved = []
     for item, (sha, decision) in zip(fetched, results()):
         if stop():
             break
         faults.crash_point("after_fetch")
-        row = intake.handle(engine, office, config.archive.dir, item, decision, sha)
+        row = intake.handle(engine, office, config.archive.dir, item, decision, sha, now=clock())
         log.info("message=<%s> uid=%s from=%s status=%s reason=%s", row.message_id, item.uid, row.sender,
                  row.status, row.reason or "-")
         result.handled += 1
         if _move(box, item.uid, row):
             moved.append(row)
-    _mark_moved(engine, moved)
+    _mark_moved(engine, moved, clock())
     result.moved += len(moved)
 
 
@@ -120,13 +124,14 @@ def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResul
     return result
 
 
-def deliver(engine: Engine, office: OfficeConfig, box: Mailbox | None = None) -> int:
+def deliver(engine: Engine, office: OfficeConfig, box: Mailbox | None = None,
+            clock: Callable[[], dt.datetime] = utcnow) -> int:
     sent_copy = None
     if box is not None and office.imap.sent_folder:
         sent_copy = lambda raw: box.append(office.imap.sent_folder, raw)  # noqa: E731
     total = 0
     while True:
-        sent = outbox.deliver(engine, office, sent_copy=sent_copy)
+        sent = outbox.deliver(engine, office, sent_copy=sent_copy, clock=clock)
         total += sent
         if sent == 0:
             return total
