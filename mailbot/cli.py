@@ -27,11 +27,15 @@ class _Masked(logging.Formatter):
         return mask_ids(super().format(record))
 
 
-def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Masked("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
-                                 datefmt="%Y-%m-%dT%H:%M:%S"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+def _setup_logging(verbose: bool, log_file: Path | None = None) -> None:
+    """Log lines to stderr; with `log_file`, into that file, and to stderr only when `verbose`."""
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file, encoding="utf-8")] if log_file else []
+    if verbose or not log_file:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        handler.setFormatter(_Masked("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+                                     datefmt="%Y-%m-%dT%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True)
 
 
 def _load(args) -> config_mod.Config:
@@ -186,9 +190,21 @@ def cmd_rules(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run
+    """The story on the terminal, the log in the demo's directory (on the terminal too with -v)."""
+    import tempfile
 
-    return run(Path(args.keep) if args.keep else None)
+    from .demo import LOG_FILE, run, usable_dir
+
+    if args.keep:
+        root = Path(args.keep)
+        if why := usable_dir(root):
+            print(f"mailbot demo：{why}。", file=sys.stderr)
+            return 2
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="mailbot-demo-"))
+    _setup_logging(args.verbose, root / LOG_FILE)
+    return run(root, keep=bool(args.keep))
 
 
 def cmd_config_check(args) -> int:

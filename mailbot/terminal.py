@@ -27,6 +27,21 @@ def _pieces(token: str, width: int) -> list[str]:
     return [token[i:i + width] for i in range(0, len(token), width)]
 
 
+_TAIL = re.compile(r"[!-~]+$")
+
+
+def _last_unit(line: str) -> int:
+    """Where the last piece of `line` that may start a line begins (an ASCII word or one
+    character, with any closing marks after it); 0 when that is the whole line."""
+    cut = len(line)
+    while cut > 0:
+        word = _TAIL.search(line[:cut])
+        cut = word.start() if word else cut - 1
+        if line[cut] not in _NO_LINE_START:
+            break
+    return cut
+
+
 def wrap(text: str, width: int) -> list[str]:
     """`text` (one paragraph; its runs of white space count as one space) as lines of at most
     `width` cells (a longer one only where a single character is wider than the line)."""
@@ -42,8 +57,10 @@ def wrap(text: str, width: int) -> list[str]:
             size = cells(piece)
             if line and used + size > width:
                 carry = ""
-                if piece in _NO_LINE_START and len(line.rstrip()) > 1:  # a closing mark takes a character along
-                    carry, line = line.rstrip()[-1], line.rstrip()[:-1]
+                if piece in _NO_LINE_START:  # a closing mark takes the word before it along
+                    cut = _last_unit(line.rstrip())
+                    if cut > 0:
+                        carry, line = line.rstrip()[cut:], line.rstrip()[:cut]
                 while line and line[-1] in _NO_LINE_END:  # an opening mark goes with what it opens
                     carry, line = line[-1] + carry, line[:-1]
                 if line.strip():

@@ -9,7 +9,7 @@ from email.utils import format_datetime, make_msgid
 
 import yaml
 
-from mailbot.demo import filled_checklist
+from mailbot.scenario import filled_checklist
 
 CST = dt.timezone(dt.timedelta(hours=8))
 ON_TIME = dt.datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # an arrival before the November deadline
