@@ -46,9 +46,9 @@ print(json.dumps({{"seconds": seconds, "startup": start - begin, "result": resul
 """
 
 CASES = {
-    "a. month: digest workbook": ("from mailbot import digest", """
+    "a. month: digest workbook": ("from mailbot import digest, report", """
 month = digest.load_month(engine, office, {period!r}, now)
-data = digest.workbook(month)
+data = report.workbook(month)
 result = f"{{len(month.records)}} rows, {{len(data) / 1e6:.1f}} MB"
 """),
     "b. month: queue_monthly (all)": ("from mailbot import digest", """

@@ -23,11 +23,14 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.comments import Comment
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import column_index_from_string, get_column_letter
+from openpyxl.utils.datetime import to_excel
 from openpyxl.workbook.child import INVALID_TITLE_REGEX
+from openpyxl.worksheet.properties import PageSetupProperties
 
 from . import workbook as workbook_mod
 from .checklist import Checklist
 from .config import Limits
+from .dates import EXCEL_EPOCH, SERIAL_MIN
 from .errors import Problem
 
 log = logging.getLogger("mailbot.annotate")
@@ -41,6 +44,7 @@ MAX_MARKS = 500
 # bigger .xlsx is rebuilt from the table as read, like an .xls, without its formatting.
 FULL_LOAD_MAX_XML = 25 * 2**20
 XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+LINE_HEIGHT = 16  # points per line of 11 pt Chinese text
 _LEVEL = {"error": "错误", "warning": "提示"}
 _KIND_ZH = {"xls": "Excel 97-2003（.xls）或WPS表格", "csv": "CSV文本", "docx": "Word", "zip": "压缩包",
             "xlsx": "较大的Excel"}
@@ -83,12 +87,22 @@ def annotate(data: bytes, kind: str, checklist: Checklist, problems: list[Proble
                 notes.append(f"因表格行数较多（{rows}行），仅在前{marked}个有问题的单元格中标红并加批注，"
                              f"其余{skipped}个单元格的问题请按本表逐条核对。")
             _problem_list(book, titles, problems, notes)
+            _mark_as_ours(book)
             out = io.BytesIO()
             book.save(out)
             return out.getvalue()
     except Exception:  # the receipt must go out even when the copy cannot be made
         log.warning("cannot annotate %s checklist %r", kind, checklist.sheet, exc_info=True)
         return None
+
+
+def _mark_as_ours(book) -> None:
+    """A custom document property that says this copy is ours: sent back with a reply ("reply with
+    attachments"), it is never read as the department's checklist (decision.py)."""
+    from openpyxl.packaging.custom import StringProperty
+
+    if workbook_mod.ANNOTATED_MARK not in {p.name for p in book.custom_doc_props.props}:
+        book.custom_doc_props.append(StringProperty(name=workbook_mod.ANNOTATED_MARK, value=AUTHOR))
 
 
 # ---------------------------------------------------------------- opening
@@ -222,7 +236,45 @@ def _mark(book, titles: dict[str, str], problems: list[Problem], limit: int | No
         comment.height = min(480, 30 + 16 * sum(math.ceil(len(line) / 20) or 1 for line in said.splitlines()))
         cell.comment = comment
         cell.fill = _fill()
+        wrapped = copy.copy(cell.alignment)  # the cell's own alignment, wrapped
+        wrapped.wrap_text = True
+        cell.alignment = wrapped
+        _show_as_held(cell)
+    for title, row in {(title, book[title][coordinate].row) for (title, coordinate), _found in chosen}:
+        _fit_row(book[title], row, merged[title])
     return len(chosen), len(cells) - len(chosen)
+
+
+def _show_as_held(cell) -> None:
+    """A number under a date format (the template's 日期 column) shows as 1900-01-08; the receipt
+    quotes the 9.2 the cell holds, and so does the copy: the number again, in the General format."""
+    value = cell.value
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if isinstance(day, dt.date) and day < EXCEL_EPOCH + dt.timedelta(days=SERIAL_MIN):
+        number = round(float(to_excel(value)), 6)
+        cell.value = int(number) if number.is_integer() else number
+        cell.number_format = "General"
+
+
+def _fit_row(ws, row: int, merged) -> None:
+    """Make a marked row tall enough for every wrapped text in it (the template's rows have a
+    fixed height, and a marked cell now wraps)."""
+    needed = 1
+    for column in range(1, ws.max_column + 1):
+        cell = ws._cells.get((row, column))  # the cells that exist; ws[row] would create the rest
+        if cell is None or cell.value is None or not cell.alignment.wrap_text:
+            continue
+        first = last = cell.column
+        for r0, c0, r1, c1, _start in merged:
+            if r0 <= row <= r1 and c0 <= cell.column <= c1:
+                first, last = c0, c1
+        width = sum(ws.column_dimensions[get_column_letter(c)].width or 8.43 for c in range(first, last + 1))
+        text = str(cell.value)
+        needed = max(needed, sum(max(1, math.ceil(len(part.encode("gb18030", "replace")) / max(width - 1, 1)))
+                                 for part in text.splitlines() or [text]))
+    dims = ws.row_dimensions[row]
+    if (dims.height or 15) < LINE_HEIGHT * needed + 2:
+        dims.height = LINE_HEIGHT * needed + 2
 
 
 def _where(problem: Problem) -> str:
@@ -261,8 +313,21 @@ def _problem_list(book, titles: dict[str, str], problems: list[Problem], notes: 
             cell._style = copy.copy(styles[c == 1 and p.severity == "error"])
     for letter, width in zip("ABCD", (8, 18, 10, 90)):
         ws.column_dimensions[letter].width = width
+    for r, p in enumerate(ordered, start=head + 1):  # rows tall enough for the wrapped explanation
+        ws.row_dimensions[r].height = LINE_HEIGHT * max(1, math.ceil(len(p.message.encode("gb18030", "replace")) / 88)) + 2
     ws.freeze_panes = ws.cell(head + 1, 1)
+    _printable(ws, head)
+    book.move_sheet(ws, offset=-book.worksheets.index(ws))  # first: what the clerk reads before the table
     for other in book.worksheets:
         other.sheet_view.tabSelected = False  # one selected tab: grouped sheets would edit together
-    book.active = book.worksheets.index(ws)
+    book.active = 0
     ws.sheet_view.tabSelected = True
+
+
+def _printable(ws, head: int) -> None:
+    """A4 portrait, one page wide, the column titles on every page, page numbers at the foot."""
+    ws.page_setup.paperSize, ws.page_setup.orientation = 9, "portrait"
+    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    ws.print_title_rows = f"{head}:{head}"
+    ws.oddFooter.center.text = "第&P页 共&N页"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from openpyxl.utils import get_column_letter
 
+from . import dates
 from .errors import Problem, Rejected
 from .template import COLUMNS
 from .workbook import Cell, Sheet, Workbook
@@ -44,6 +45,7 @@ _LABELS = {
 _LABEL = re.compile("(" + "|".join(r"\s*".join(w) for w in sorted(_LABELS, key=len, reverse=True))
                     + r")\s*(?:[(（][^)）]{0,8}[)）])?\s*[:：]")
 _LABEL_HEADS = frozenset(w[0] for w in _LABELS)  # a cheap first test: this runs for every row
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _NOTE = re.compile(r"^(注|备注|附注|说明|填表说明|填报说明)\s*\d*\s*[:：.、]|^注\d")
 _NUMBERING = re.compile(r"^[(（]?\d{1,3}[)）.、]?$")
 _INSTRUCTION_SHEET = re.compile(r"说明|须知|示例|样例|instruction|readme", re.I)
@@ -93,7 +95,7 @@ class Row:
 @dataclass
 class Checklist:
     sheet: str
-    header_row: int  # 0 when a nil report carries no table
+    header_row: int  # the header's last row, right above the data; 0 when a nil report carries no table
     columns: dict[str, int]  # field -> 1-based column index
     unit: str = ""
     submitter: str = ""
@@ -102,6 +104,10 @@ class Checklist:
     rows: list[Row] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     extra_columns: dict[str, int] = field(default_factory=dict)  # Row.extras key -> 1-based column index
+    header_top: int = 0  # the header's first row when it stands over two rows (a group title above)
+    sheets: int = 1  # sheets in the file that hold a checklist table (instructions and hidden ones aside)
+    sheet_reason: str = "only"  # why this sheet: only, period, active, dates, best (see `parse`)
+    period: str | None = None  # YYYY-MM the sheet's name stands for, when its rows do not say otherwise
 
     def column_letter(self, name: str) -> str | None:
         index = self.columns.get(name)
@@ -117,18 +123,64 @@ def column_field(title: Cell) -> str | None:
     return next((name for name, rx in _COLUMN_PATTERNS if rx.search(bare)), None)
 
 
-def _find_header(rows: list[tuple]) -> tuple[int, dict[str, int]] | None:
-    """(row number, columns) of the row naming most fields (at least two), the first on a tie."""
+@dataclass
+class _Header:
+    top: int  # first row of the header (1-based)
+    row: int  # last row: the data start below it
+    columns: dict[str, int]  # field -> 1-based column index
+    titles: tuple  # the title of each column, the lower row's where the header has two
+
+    @property
+    def score(self) -> int:
+        return sum(1 for f in FIELDS if f in self.columns)
+
+
+def _fields(row: tuple) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for index, value in enumerate(row, start=1):
+        if isinstance(value, str) and (name := column_field(value)) and name not in found:
+            found[name] = index
+    return found
+
+
+def _find_header(rows: list[tuple], merged: list[tuple[int, int, int, int]] = ()) -> _Header | None:
+    """The row naming most fields (at least two), the first on a tie; with the row under it when
+    that one holds the titles under a group title merged across them (a header over two rows)."""
     best, best_score = None, 1
     for number, row in enumerate(rows[:_HEADER_SCAN_ROWS], start=1):
-        found: dict[str, int] = {}
-        for index, value in enumerate(row, start=1):
-            if isinstance(value, str) and (name := column_field(value)) and name not in found:
-                found[name] = index
-        score = sum(1 for f in FIELDS if f in found)
-        if score > best_score:
-            best, best_score = (number, found), score
+        found = _fields(row)
+        if sum(1 for f in FIELDS if f in found) < 2:
+            continue
+        header = _two_rows(rows, number, found, merged) or _Header(number, number, found, row)
+        if header.score > best_score:
+            best, best_score = header, header.score
     return best
+
+
+def _two_rows(rows: list[tuple], number: int, found: dict[str, int], merged) -> _Header | None:
+    """Row `number` and the one under it as one header, if the lower row only holds titles, each under
+    an empty cell or under a group title merged across several columns, and together they name more."""
+    if number >= len(rows):
+        return None
+    upper, lower = rows[number - 1], rows[number]
+    grouped = {c for r0, c0, r1, c1 in merged if r0 <= number <= r1 < number + 1 and c1 > c0 for c in range(c0, c1 + 1)}
+    below = _fields(lower)
+    if not below:
+        return None
+    for index, value in enumerate(lower, start=1):
+        if text(value) == "":
+            continue
+        over = upper[index - 1] if index <= len(upper) else None
+        if index not in grouped and text(over):
+            return None  # a value under a title of its own: the lower row is data
+    columns = {name: i for name, i in found.items() if i not in below.values()}
+    for name, i in below.items():
+        columns.setdefault(name, i)
+    width = max(len(upper), len(lower))
+    titles = tuple(lower[i] if i < len(lower) and text(lower[i]) else upper[i] if i < len(upper) else None
+                   for i in range(width))
+    header = _Header(number, number + 1, columns, titles)
+    return header if header.score > sum(1 for f in FIELDS if f in found) else None
 
 
 def _is_label(value: Cell) -> bool:
@@ -208,29 +260,144 @@ def _wrong_template() -> Rejected:
     )], attach_template=True)
 
 
-def parse(workbook: Workbook) -> Checklist:
-    """Find the table and read it; raises Rejected when no sheet holds the checklist."""
+_EN_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_EN_MONTH = re.compile(r"^(?:(\d{4})[._-]?)?(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+                       r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?(?:[._-]?(\d{4}))?$")
+_CN_MONTH = re.compile(r"^(十[一二]?|[一二三四五六七八九])月份?$")
+_CN_NUMBERS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10, "十一": 11, "十二": 12}
+
+
+def sheet_month(name: str) -> tuple[int | None, int] | None:
+    """The month a sheet's name stands for, (year or None, month): 11月, 2026年11月, 2026.11, 十一月,
+    Nov, November 2026. A sheet read from an archive is named "file:sheet": only the sheet counts."""
+    t = norm(name.rpartition(":")[2]).lower()
+    if not t:
+        return None
+    if found := dates.period_of(t):
+        return found
+    if m := _CN_MONTH.match(t):
+        return None, _CN_NUMBERS[m.group(1)]
+    if m := _EN_MONTH.match(t):
+        year = m.group(1) or m.group(3)
+        return (int(year) if year else None), _EN_MONTHS.index(m.group(2)[:3]) + 1
+    return None
+
+
+def _in_year(found: tuple[int | None, int], period: str) -> str:
+    """A sheet's month as YYYY-MM: a year-less month is the nearest such month not after `period`."""
+    year, month = found
+    if year is None:
+        ref_year, ref_month = map(int, period.split("-"))
+        year = ref_year if month <= ref_month else ref_year - 1
+    return f"{year:04d}-{month:02d}"
+
+
+@dataclass
+class _Candidate:
+    rank: int
+    sheet: Sheet
+    header: _Header
+    fallback: bool  # hidden or instructions: only when nothing else will do
+    _read: Checklist | None = None
+
+    @property
+    def checklist(self) -> Checklist:
+        if self._read is None:
+            self._read = _read_table(self.sheet, self.header)
+        return self._read
+
+    @property
+    def filled(self) -> bool:
+        return bool(self.checklist.rows) or self.checklist.nil_report
+
+    def month(self, period: str | None) -> str | None:
+        found = sheet_month(self.sheet.name)
+        return _in_year(found, period) if found and period else None
+
+    def dated_in(self, month: str) -> int:
+        """How many rows carry a date in `month` (YYYY-MM)."""
+        year = int(month[:4])
+        return sum(1 for r in self.checklist.rows
+                   if (d := dates.parse_date(r.cells.get("date"), default_year=year).date) and f"{d:%Y-%m}" == month)
+
+
+def parse(workbook: Workbook, period: str | None = None, firm: bool = False) -> Checklist:
+    """Find the table and read it; raises Rejected when no sheet holds the checklist.
+
+    Several sheets with a table (a workbook kept for the year, one sheet a month): the sheet named
+    for `period` (YYYY-MM), else the sheet open when the file was saved, else the one whose rows
+    are dated in `period`, else the fullest table. `firm` says the period is the one the mail
+    subject names; otherwise it is only the month the mail came in, and a sheet named for another
+    month may be a late filing: its own month then becomes the period (`Checklist.period`).
+    """
     # Instruction sheets and hidden ones (old months, lookup lists) only when nothing else will do.
     order = sorted(enumerate(workbook.sheets), key=lambda s: (s[1].hidden or _is_instructions(s[1]), s[0]))
-    best = None
+    candidates = []
     for rank, (_, sheet) in enumerate(order):
-        found = _find_header(sheet.rows)
-        if found:
-            fallback = sheet.hidden or _is_instructions(sheet)
-            score = sum(1 for f in FIELDS if f in found[1])
-            key = (fallback, -score, rank)
-            if best is None or key < best[0]:
-                best = (key, sheet, found)
-    if best is None:
+        header = _find_header(sheet.rows, sheet.merged)
+        if header:
+            candidates.append(_Candidate(rank, sheet, header, sheet.hidden or _is_instructions(sheet)))
+    if not candidates:
         return _nil_without_table(order)
-    _, sheet, (header_row, columns) = best
-    checklist = Checklist(sheet=sheet.name, header_row=header_row, columns=columns)
-    body, footer, nil = _body(sheet, header_row, columns, checklist.extra_columns)
-    _set_header_fields(checklist, sheet.rows[: header_row - 1] + footer)
+    primary = [c for c in candidates if not c.fallback] or candidates
+    chosen, reason = _choose(primary, period, firm) if len(primary) > 1 else (_best(candidates), "only")
+    checklist = chosen.checklist
+    checklist.sheets, checklist.sheet_reason = len(primary), reason
+    named = chosen.month(period)
+    if named and named != period:
+        in_named, in_period = chosen.dated_in(named), chosen.dated_in(period)
+        trusted = in_named > in_period or sum(1 for c in primary if c.month(period)) > 1 and not in_period
+        if firm and in_named > in_period:
+            checklist.problems.append(Problem(
+                "sheet_other_month",
+                f"附件中没有{_zh(period)}的工作表，系统读取的工作表“{chosen.sheet.name}”从名称和日期看是{_zh(named)}的清单，"
+                f"与本次报送所属的{_zh(period)}不一致。请发送{_zh(period)}的清单；如确为{_zh(named)}的补报，"
+                f"请在邮件主题中注明“{_zh(named)}”后重新发送。", sheet=chosen.sheet.name))
+        elif not firm and trusted:
+            checklist.period = named
+    elif named:
+        checklist.period = named
+    return checklist
+
+
+def _zh(period: str) -> str:
+    return f"{int(period[:4])}年{int(period[5:])}月"
+
+
+def _best(candidates: list[_Candidate]) -> _Candidate:
+    """The fullest table, a filled one before an empty one, the first on a tie."""
+    return min(candidates, key=lambda c: (c.fallback, -c.header.score, not c.filled, c.rank))
+
+
+def _choose(candidates: list[_Candidate], period: str | None, firm: bool) -> tuple[_Candidate, str]:
+    if period:
+        same = [c for c in candidates if c.month(period) == period and (firm or c.filled)]
+        if same:
+            return _best(same), "period"
+        if firm:  # a sheet named for another month only when no other sheet has a table
+            candidates = [c for c in candidates if not c.month(period)] or candidates
+    active = [c for c in candidates if c.sheet.active and c.filled]
+    if active:
+        return active[0], "active"
+    if period:
+        counted = [(c.dated_in(period), c) for c in candidates]
+        most = max(n for n, _ in counted)
+        if most:
+            return _best([c for n, c in counted if n == most]), "dates"
+    return _best(candidates), "best"
+
+
+def _read_table(sheet: Sheet, header: _Header) -> Checklist:
+    """The checklist on one sheet whose header was found."""
+    header_row, columns = header.row, header.columns
+    checklist = Checklist(sheet=sheet.name, header_row=header_row, columns=columns, header_top=header.top)
+    body, footer, nil = _body(sheet, header, checklist.extra_columns)
+    above = sheet.rows[: header.top - 1]
+    _set_header_fields(checklist, above + footer)
     if nil:
         checklist.nil_report = True
         return checklist
-    if not body and any(_says_nil(v) for r in sheet.rows[: header_row - 1] + footer for v in r):
+    if not body and any(_says_nil(v) for r in above + footer for v in r):
         checklist.nil_report = True  # the sentence stands above or below an empty table
         return checklist
     checklist.rows = body
@@ -251,25 +418,32 @@ def _set_header_fields(checklist: Checklist, rows: list[tuple]) -> None:
     checklist.report_date = found.get("report_date")
 
 
+def _title(value: Cell) -> str:
+    """A header cell as one line: Alt+Enter breaks and the spaces that stretch a Chinese title
+    (备 注) are dropped; words of other scripts keep one space between them."""
+    said = text(value)
+    return "".join(said.split()) if _CJK.search(said) else " ".join(said.split())
+
+
 def _extra_keys(titles: tuple, known: set[int], width: int) -> dict[int, str]:
     """Column index -> its key in Row.extras: the header text (made unique), else the letter."""
     keys: dict[int, str] = {}
     for i in range(1, width + 1):
         if i not in known:
-            title = text(titles[i - 1]) if i <= len(titles) else ""
+            title = _title(titles[i - 1]) if i <= len(titles) else ""
             unique = title and title not in keys.values()
             keys[i] = title if unique else f"{title}（{get_column_letter(i)}列）" if title else get_column_letter(i)
     return keys
 
 
-def _body(sheet: Sheet, header_row: int, columns: dict[str, int],
-          extra_columns: dict[str, int]) -> tuple[list[Row], list[tuple], bool]:
+def _body(sheet: Sheet, header: _Header, extra_columns: dict[str, int]) -> tuple[list[Row], list[tuple], bool]:
     """Data rows under the header; notes, a column-number row and footer rows are set apart.
     Also says whether every data row only says there was nothing to report (a nil report),
     and fills `extra_columns` (Row.extras key -> column index)."""
+    header_row, columns = header.row, header.columns
     wanted = [(name, i - 1) for name, i in columns.items() if name != "seq"]
     width = max(map(len, sheet.rows[header_row - 1:]), default=0)
-    keys = _extra_keys(sheet.rows[header_row - 1], set(columns.values()), width)
+    keys = _extra_keys(header.titles, set(columns.values()), width)
     extra_columns.update((key, i) for i, key in keys.items())
     body: list[Row] = []
     footer: list[tuple] = []

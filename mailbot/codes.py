@@ -21,6 +21,12 @@ ID_CHECK_CHARS = "10X98765432"  # indexed by sum % 11
 _ID_SHAPE = re.compile(r"\d{17}[\dX]")
 # 18 code characters that are not part of a longer run of letters and digits.
 _CANDIDATE = re.compile(r"(?<![0-9A-Z])[0-9A-Z]{18}(?![0-9A-Z])")
+# ... or written in groups with single spaces inside (9135 0100 M000 100Y43; a full-width space
+# folds to one too): then not glued by a space to more letters or digits on either side.
+# Such a run is only taken for a code when it has a code's shape (an ID number's digits, or a
+# USCC's alphabet with the six-digit region code in place): "ROOM 1203 BUILDING A5" is an address.
+_SPACED = re.compile(r"(?<![0-9A-Z])(?<![0-9A-Z] )[0-9A-Z](?: ?[0-9A-Z]){17}(?! ?[0-9A-Z])")
+_USCC_SHAPE = re.compile(r"[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}")
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,13 @@ def _fold(text: str) -> str:
     return "".join(out)
 
 
+def _shaped(value: str) -> bool:
+    return bool(_ID_SHAPE.fullmatch(value) or _USCC_SHAPE.fullmatch(value))
+
+
 def find_codes(text: str) -> list[Code]:
-    """Every 18-character USCC or ID number in `text`, valid or not, in order of appearance.
+    """Every 18-character USCC or ID number in `text`, valid or not, in order of appearance, also
+    one written in groups with single spaces (its value then without them).
 
     17 digits + digit/X is an ID number, unless only the USCC check passes (a USCC may be all
     digits). Other 18-character runs of digits and capitals count as USCCs only when they hold
@@ -114,8 +125,14 @@ def find_codes(text: str) -> list[Code]:
         return []
     folded = _fold(text)
     found: list[Code] = []
-    for m in _CANDIDATE.finditer(folded):
-        value = m.group()
+    matches = list(_CANDIDATE.finditer(folded))
+    if " " in folded:
+        taken = [(m.start(), m.end()) for m in matches]
+        matches += [m for m in _SPACED.finditer(folded) if " " in m.group() and _shaped(m.group().replace(" ", ""))
+                    and not any(s < m.end() and m.start() < e for s, e in taken)]
+        matches.sort(key=lambda m: m.start())
+    for m in matches:
+        value = m.group().replace(" ", "")
         if _ID_SHAPE.fullmatch(value):
             problem = id_check(value)
             if problem is not None and uscc_check(value) is None:
@@ -136,9 +153,13 @@ def mask_id(number: str) -> str:
 
 
 def mask_ids(text: str) -> str:
-    """`text` with every ID number masked (valid or not); USCCs are not personal data."""
+    """`text` with every ID number masked (valid or not), in place: as long as before, the spaces
+    of a number written in groups kept; USCCs are not personal data."""
     out = text
     for code in reversed(find_codes(text)):
         if code.kind == "id":
-            out = out[: code.start] + mask_id(code.value) + out[code.end :]
+            masked, digits = [], iter(mask_id(code.value))
+            for ch in out[code.start: code.end]:
+                masked.append(ch if _fold(ch) == " " else next(digits))
+            out = out[: code.start] + "".join(masked) + out[code.end :]
     return out

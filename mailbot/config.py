@@ -6,6 +6,7 @@ and `secrets_file` are shared by all offices of a deployment.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import ssl
@@ -51,6 +52,8 @@ class Office(_Model):
     address: Email
     timezone: str = "Asia/Shanghai"
     phone: str = ""  # shown in every mail's footer, e.g. 0311-84225051
+    masthead: str | None = None  # the 通报's 发文机关标志 (default: the name + 文件)
+    doc_number_prefix: str = ""  # the 机关代字 of its 发文字号, e.g. 赞信用办 -> 赞信用办〔2026〕 号
 
     @field_validator("timezone")
     @classmethod
@@ -71,6 +74,10 @@ class Office(_Model):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def masthead_text(self) -> str:
+        return self.masthead or f"{self.name}文件"
 
     @property
     def domain(self) -> str:
@@ -175,6 +182,18 @@ class Recipients(_Model):
     escalation: list[Email] = Field(default_factory=list)
 
 
+class Tongbao(_Model):
+    """The 通报's wording that differs from office to office; the defaults are this county's
+    notice of 21 September 2023, the one that set the monthly checklist."""
+
+    addressees: str = "各乡镇人民政府、经开区管委会、县直有关部门"  # 主送机关, without the colon
+    notice_title: str = "关于加强在行政管理相关领域使用信用记录和信用报告的通知"
+    notice_number: str = ""  # that notice's 发文字号, e.g. 赞信用办〔2023〕5号 ("" when it had none)
+    notice_date: dt.date | None = dt.date(2023, 9, 21)
+    copy_to: list[str] = Field(default_factory=list)  # 抄送机关, e.g. [县委办公室, 县政府办公室]
+    report_to: str = "县委、县政府"  # "本通报结果将上报…" ("" leaves the sentence out)
+
+
 class Limits(_Model):
     """Bounds on what one message may make us read; beyond them the sender is told, not the parser."""
 
@@ -247,6 +266,7 @@ class OfficeConfig(_Model):
     smtp: Smtp
     schedule: Schedule = Schedule()
     recipients: Recipients = Recipients()
+    tongbao: Tongbao = Tongbao()
     limits: Limits = Limits()
     rules: Rules = Rules()
     replies: Replies = Replies()

@@ -1,50 +1,42 @@
 """The office's digests: each month a workbook, a one-minute mail and the 通报 draft; each week a short mail.
 
 Reading the database (one query per table shown) is kept apart from the pure tables
-(standings, statistics, bars) and both apart from writing the workbook. The scheduler calls
-`queue_monthly` and `queue_weekly`; both are idempotent by outbox key. Digests go only to
+(standings, statistics, bars), and both apart from writing the workbook (report.py). The
+scheduler calls `queue_monthly` and `queue_weekly`; both are idempotent by outbox key, and
+both take their keys and windows from the one calendar in obligations. Digests go only to
 `recipients.digest`, never to a department.
 """
 from __future__ import annotations
 
 import datetime as dt
-import io
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import openpyxl
-from openpyxl.chart import BarChart, Reference
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from . import export, letters, store, tongbao, vocabulary
+from . import export, letters, report, store, tongbao
 from .config import OfficeConfig
-from .export import KINDS, UNKNOWN_FIELD, Record, safe_text
+from .export import KINDS, Record, safe_text
 from .models import Message, Outgoing, Submission, utcnow
-from .obligations import FILED, LATE, MISSING, REJECTED, STATE_ZH, Standing, days_late, deadline_day, \
-    parse_period, period_of, shift_period, standing
+from .obligations import (FILED, LATE, MISSING, REJECTED, STATE_ZH, Standing, days_late, deadline, deadline_day,
+                          is_open, last_closed_period, month_window, monthly_key, parse_period, period_of,
+                          standing, week_window, weekly_key)
+from .report import GROUPS, NIL, NOT_OWED
 
 log = logging.getLogger("mailbot.digest")
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 STATES = (FILED, LATE, REJECTED, MISSING)
-GROUPS = (
-    ("措施类别", KINDS),
-    ("规范措施", (*vocabulary.INCENTIVES, *vocabulary.PUNISHMENTS)),
-    ("查询渠道", tuple(vocabulary.CHANNELS)),
-    ("领域", (*vocabulary.FIELDS, UNKNOWN_FIELD)),
-)
-STAT_KEYS = tuple((group, item) for group, items in GROUPS for item in items)
 QUARANTINE_ZH = {"unknown_sender": "发件人邮箱未登记", "auth_failed": "发件人身份验证未通过（疑似冒用）",
                  "error": "系统处理出错",
                  "suspicious_sender": "发件人名称显示为已登记邮箱，但实际发件邮箱不同（疑似冒用）",
                  "bad_sender": "发件人地址缺失、有多个或格式错误，无法确认发件单位"}
 MAIL_KIND_ZH = {"receipt": "回执", "reminder": "催报提醒", "notice": "未按时报送通知", "tongbao": "通报",
                 "digest": "月报", "weekly": "周报", "alert": "告警"}
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 def _local(moment: dt.datetime | None, tz) -> dt.datetime | None:
@@ -67,12 +59,13 @@ class Filing:
     state = property(lambda self: self.standing.state)
     rows = property(lambda self: self.standing.rows)
     submissions = property(lambda self: self.standing.submissions)
+    nil_report = property(lambda self: self.standing.nil_report)
     state_zh = property(lambda self: STATE_ZH[self.standing.state])
 
 
 def filings(office: OfficeConfig, period: str, subs: dict[str, list], today: dt.date) -> list[Filing]:
     """Each department owing `period` or having filed for it, in config order. `subs` maps
-    department ids to their submissions (id, accepted, received_at, row_count), oldest first."""
+    department ids to their submissions (id, accepted, received_at, row_count, nil_report), oldest first."""
     sched, tz = office.schedule, office.office.tz
     last_day = deadline_day(period, sched)
     out = []
@@ -90,6 +83,35 @@ def filings(office: OfficeConfig, period: str, subs: dict[str, list], today: dt.
             late = 0
         out.append(Filing(dept.id, dept.name, st, _local(when, tz), late))
     return out
+
+
+@dataclass(frozen=True)
+class YearLine:
+    """One department's year so far: a mark per period (a state, NIL or NOT_OWED)."""
+
+    name: str
+    marks: dict[str, str | None]
+
+
+def year_lines(office: OfficeConfig, periods: list[str], subs: dict[tuple[str, str], list],
+               watched: set[str]) -> list[YearLine]:
+    """Each department's mark for each of `periods`; `subs` maps (department, period) to its
+    submissions, `watched` holds the periods mailbot saw before their deadline (the others are
+    NOT_OWED: a month before it started is no department's fault)."""
+    sched, tz = office.schedule, office.office.tz
+    lines = []
+    for dept in office.departments:
+        marks = {}
+        for p in periods:
+            mine = subs.get((dept.id, p), [])
+            if p not in watched or (not dept.owes(p) and not mine):
+                marks[p] = NOT_OWED
+                continue
+            st = standing(mine, p, sched, tz)
+            marks[p] = NIL if st.state == FILED and st.nil_report else st.state
+        if any(m is not NOT_OWED for m in marks.values()):
+            lines.append(YearLine(dept.name, marks))
+    return lines
 
 
 @dataclass
@@ -120,39 +142,38 @@ def bars(items: list[tuple[str, int]]) -> list[dict]:
     return [{"label": label, "count": n, "width": round(100 * n / top)} for label, n in items]
 
 
-def month_window(office: OfficeConfig, period: str) -> tuple[dt.datetime, dt.datetime]:
-    """From the previous period's notice day to this one's (office midnight): each quarantined
-    mail or failed delivery appears in exactly one monthly digest."""
-    def notice(p: str) -> dt.datetime:
-        year, month = parse_period(p)
-        day = dt.date(year, month, office.schedule.notice_day)
-        return dt.datetime.combine(day, dt.time(), tzinfo=office.office.tz).astimezone(dt.timezone.utc)
-    return notice(shift_period(period, -1)), notice(period)
-
-
-def week_window(office: OfficeConfig, now: dt.datetime) -> tuple[dt.datetime, dt.datetime, dt.date]:
-    """The seven days before the configured weekday (the latest one not after `now`), office time;
-    a late run in the same week reports the same window."""
-    tz = office.office.tz
-    today = now.astimezone(tz).date()
-    day = office.schedule.weekly_digest_day
-    anchor = today - dt.timedelta(days=(today.weekday() - WEEKDAYS.index(day)) % 7) if day else today
-    end = dt.datetime.combine(anchor, dt.time(), tzinfo=tz).astimezone(dt.timezone.utc)
-    return end - dt.timedelta(days=7), end, anchor
-
-
 # --- reading the database -------------------------------------------------------------------------
 
 def _submissions(session, office: OfficeConfig, period: str, until: dt.datetime) -> dict[str, list]:
     """{department: its submissions for `period` received by `until`, oldest first}."""
     rows = session.execute(select(Submission.id, Submission.department_id, Submission.accepted,
-                                  Submission.received_at, Submission.row_count).where(
+                                  Submission.received_at, Submission.row_count, Submission.nil_report).where(
         Submission.office == office.id, Submission.period == period, Submission.received_at <= until)
         .order_by(Submission.id)).all()
     out: dict[str, list] = {}
     for r in rows:
         out.setdefault(r.department_id, []).append(r)
     return out
+
+
+def _year(session, office: OfficeConfig, period: str, until: dt.datetime) -> tuple[list[str], dict, set[str]]:
+    """(January to `period`, {(department, period): submissions by `until`}, the periods mailbot
+    was recording before their deadline): one query for the year, one for the first mail."""
+    year, month = parse_period(period)
+    periods = [f"{year:04d}-{m:02d}" for m in range(1, month + 1)]
+    rows = session.execute(select(Submission.id, Submission.department_id, Submission.period, Submission.accepted,
+                                  Submission.received_at, Submission.row_count, Submission.nil_report).where(
+        Submission.office == office.id, Submission.period.in_(periods), Submission.received_at <= until)
+        .order_by(Submission.id)).all()
+    subs: dict[tuple[str, str], list] = {}
+    for r in rows:
+        subs.setdefault((r.department_id, r.period), []).append(r)
+    first = session.execute(select(func.min(Message.received_at)).where(Message.office == office.id)).scalar()
+    if first is not None and first.tzinfo is None:
+        first = first.replace(tzinfo=dt.timezone.utc)  # SQLite hands back naive UTC
+    sched, tz = office.schedule, office.office.tz
+    watched = {p for p in periods if first is not None and first < deadline(p, sched, tz)}
+    return periods, subs, watched
 
 
 def _quarantined(session, office: OfficeConfig, start: dt.datetime, end: dt.datetime) -> list[dict]:
@@ -186,9 +207,22 @@ class Month:
     stats: Stats
     quarantined: list[dict]
     failed: list[dict]
+    office_name: str = ""
+    open: bool = False  # the deadline had not passed at `as_of`: an interim picture
+    periods: list[str] = field(default_factory=list)  # the year so far, January to `period`
+    year: list[YearLine] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for f in self.filings if f.state == state)
+
+    @property
+    def nil_reports(self) -> int:
+        """零报告 among the departments that filed (on time or late)."""
+        return sum(1 for f in self.filings if f.state in (FILED, LATE) and f.nil_report)
+
+    @property
+    def on_time_nil(self) -> int:
+        return sum(1 for f in self.filings if f.state == FILED and f.nil_report)
 
     def named(self) -> list[Filing]:
         """Departments a 通报 names: missing, rejected or late."""
@@ -196,101 +230,32 @@ class Month:
 
 
 def load_month(engine: Engine, office: OfficeConfig, period: str, now: dt.datetime) -> Month:
-    start, end = month_window(office, period)
+    sched, tz = office.schedule, office.office.tz
+    start, end = month_window(period, sched, tz)
     with store.reading(engine) as session:
         subs = _submissions(session, office, period, now)
         quarantined = _quarantined(session, office, start, min(end, now))
         failed = _failed(session, office, start, min(end, now))
+        periods, year_subs, watched = _year(session, office, period, now)
     records = export.in_force_rows(engine, office, period, until=now)
-    local_now = now.astimezone(office.office.tz)
+    local_now = now.astimezone(tz)
     return Month(period, local_now, filings(office, period, subs, local_now.date()), records, tally(records),
-                 quarantined, failed)
+                 quarantined, failed, office.office.name, is_open(period, now, sched, tz), periods,
+                 year_lines(office, periods, year_subs, watched))
 
 
-# --- the workbook ---------------------------------------------------------------------------------
-
-FILING_COLUMNS = (("单位", 30), ("状态", 12), ("报送时间", 17), ("逾期天数", 9), ("记录数", 8), ("报送次数", 9))
-STAT_COLUMNS = (("分类", 10), ("项目", 20), ("记录数", 9), ("占比", 9))
-
-
-def _filing_sheet(wb, month: Month) -> None:
-    ws = export.start_sheet(wb, "报送情况", FILING_COLUMNS)
-    for f in month.filings:
-        stamp = export.WriteOnlyCell(ws, value=f.submitted_at)
-        stamp.number_format = export.DATETIME_FORMAT
-        ws.append([export.xlsx_value(ws, f.name), f.state_zh, stamp, f.days_late, f.rows, f.submissions])
-    export.finish_sheet(ws, len(FILING_COLUMNS), len(month.filings))
-
-
-def _chart(ws, kind: str, title: str, first: int, last: int, height: float):
-    chart = BarChart()
-    chart.type, chart.title, chart.legend = kind, title, None
-    chart.height, chart.width = height, 16
-    chart.add_data(Reference(ws, min_col=3, min_row=first, max_row=last))
-    chart.set_categories(Reference(ws, min_col=2, min_row=first, max_row=last))
-    chart.x_axis.delete = chart.y_axis.delete = False  # Excel hides axes openpyxl leaves undecided
-    if kind == "bar":
-        chart.x_axis.scaling.orientation = "maxMin"  # keep the table's order top to bottom
-    return chart
-
-
-def _stats_sheet(wb, stats: Stats) -> None:
-    """Overall counts, one line per item, with a chart of the measure kinds and one of the measures."""
-    ws = export.start_sheet(wb, "统计", STAT_COLUMNS)
-    for group, item in STAT_KEYS:
-        share = export.WriteOnlyCell(ws, value=stats.overall[(group, item)] / stats.total if stats.total else 0)
-        share.number_format = "0.0%"
-        ws.append([group, item, stats.overall[(group, item)], share])
-    export.finish_sheet(ws, len(STAT_COLUMNS), len(STAT_KEYS))
-    kinds, measures = len(GROUPS[0][1]), len(GROUPS[1][1])
-    ws.add_chart(_chart(ws, "col", "措施类别（条）", 2, 1 + kinds, 7.5), "F2")
-    ws.add_chart(_chart(ws, "bar", "激励和惩戒措施（条）", 2 + kinds, 1 + kinds + measures, 11), "F18")
-
-
-def _department_stats_sheet(wb, month: Month) -> None:
-    """The same counts per department (rows), with the county total last."""
-    ws = wb.create_sheet("分单位统计")
-    ws.column_dimensions["A"].width = 30
-    ws.freeze_panes = "B3"
-    groups, seen = [], set()
-    for group, _item in STAT_KEYS:
-        groups.append("" if group in seen else group)
-        seen.add(group)
-    ws.append(export.header(ws, ["", ""] + groups))
-    ws.append(export.header(ws, ["单位", "记录数"] + [item for _g, item in STAT_KEYS]))
-    names = {f.department_id: f.name for f in month.filings}
-    for r in month.records:
-        names.setdefault(r.department_id, r.department)
-    for dept, name in names.items():
-        counts = month.stats.by_department.get(dept, Counter())
-        ws.append([export.xlsx_value(ws, name), month.stats.rows[dept], *(counts[k] for k in STAT_KEYS)])
-    export.finish_sheet(ws, 2 + len(STAT_KEYS), len(names), header_row=2)
-    ws.append(export.header(ws, ["合计", month.stats.total, *(month.stats.overall[k] for k in STAT_KEYS)]))
-
-
-def workbook(month: Month) -> bytes:
-    wb = openpyxl.Workbook(write_only=True)
-    ws = export.start_sheet(wb, "汇总", export.COLUMNS)
-    export.finish_sheet(ws, len(export.COLUMNS), export.write_records(ws, month.records))
-    _filing_sheet(wb, month)
-    _stats_sheet(wb, month.stats)
-    _department_stats_sheet(wb, month)
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
-
+# --- the files ------------------------------------------------------------------------------------
 
 def workbook_name(period: str) -> str:
     return f"{tongbao.period_zh(period)}情况清单汇总.xlsx"
 
 
-def tongbao_draft(office: OfficeConfig, month: Month) -> tuple[str, bytes] | None:
-    """The 通报 draft (issue 6's builder) when there are departments to name, else None."""
-    if not month.named():
+def tongbao_draft(office: OfficeConfig, month: Month, force: bool = False) -> tuple[str, bytes] | None:
+    """The 通报 draft when there are departments to name, else None; never for a period still
+    open (it would name every department that may yet file on time) unless `force`."""
+    if not month.named() or (month.open and not force):
         return None
-    from .schedule import tongbao_data  # here: the scheduler may import this module
-
-    data = tongbao_data(office, month.period, {f.department_id: f.standing for f in month.filings}, month.as_of)
+    data = tongbao.compose(office, month.period, {f.department_id: f.standing for f in month.filings}, month.as_of)
     return f"{tongbao.title(month.period)}（草稿）.docx", tongbao.build(data)
 
 
@@ -302,16 +267,17 @@ class Monthly:
     files: list[tuple[str, bytes, str]]  # (name, data, mimetype): the workbook, then the 通报 draft if any
 
 
-def build_monthly(engine: Engine, office: OfficeConfig, period: str, now: dt.datetime) -> Monthly:
+def build_monthly(engine: Engine, office: OfficeConfig, period: str, now: dt.datetime,
+                  force: bool = False) -> Monthly:
     month = load_month(engine, office, period, now)
-    files = [(workbook_name(period), workbook(month), XLSX)]
-    draft = tongbao_draft(office, month)
+    files = [(workbook_name(period), report.workbook(month), XLSX)]
+    draft = tongbao_draft(office, month, force)
     if draft:
         files.append((*draft, DOCX))
     return Monthly(month, files)
 
 
-def monthly_context(office: OfficeConfig, month: Month, interim: bool) -> dict:
+def monthly_context(office: OfficeConfig, month: Month, interim: bool, draft: bool) -> dict:
     states = [{"state": s, "label": STATE_ZH[s], "count": month.count(s),
                "names": [f.name for f in month.filings if f.state == s]} for s in STATES]
     for row, bar in zip(states, bars([(s["label"], s["count"]) for s in states])):
@@ -320,6 +286,7 @@ def monthly_context(office: OfficeConfig, month: Month, interim: bool) -> dict:
     measures = [(m, month.stats.overall[("规范措施", m)]) for m in GROUPS[1][1]]
     return {
         "period": month.period, "as_of": month.as_of, "interim": interim, "owed": len(month.filings),
+        "nil": month.nil_reports, "draft": draft,
         "deadline": deadline_day(month.period, office.schedule), "states": states,
         "attention": month.named(), "total_rows": month.stats.total, "kinds": kinds,
         "measures": bars([(m, n) for m, n in measures if n]),
@@ -341,21 +308,11 @@ def _enqueue(engine: Engine, office: OfficeConfig, *, kind: str, key: str, perio
         return store.enqueue(session, mail)
 
 
-def monthly_key(office: OfficeConfig, period: str, now: dt.datetime) -> tuple[str, bool]:
-    """(key, interim): `digest:{period}` from the notice day on (the one the scheduler sends);
-    before it an on-demand digest is an interim one, at most one a day, so it never takes that key."""
-    today = now.astimezone(office.office.tz).date()
-    year, month = parse_period(period)
-    if today >= dt.date(year, month, office.schedule.notice_day):
-        return f"digest:{period}", False
-    return f"digest:{period}:{today.isoformat()}", True
-
-
 def queue_monthly(engine: Engine, office: OfficeConfig, period: str, now: dt.datetime,
                   built: Monthly | None = None) -> bool:
     """Queue the monthly digest for `period` as of `now` (aware); True when queued now, False when
     it already was or no `recipients.digest` is configured."""
-    key, interim = monthly_key(office, period, now)
+    key, interim = monthly_key(period, now, office.schedule, office.office.tz)
     if not office.recipients.digest:
         log.warning("monthly digest for %s not queued: no recipients.digest configured", period)
         return False
@@ -363,13 +320,14 @@ def queue_monthly(engine: Engine, office: OfficeConfig, period: str, now: dt.dat
         return False
     built = built or build_monthly(engine, office, period, now)
     return _enqueue(engine, office, kind="digest", key=key, period=period,
-                    context=monthly_context(office, built.month, interim), now=now, attachments=built.files)
+                    context=monthly_context(office, built.month, interim, draft=len(built.files) > 1),
+                    now=now, attachments=built.files)
 
 
 # --- the weekly mail ------------------------------------------------------------------------------
 
 def weekly_context(engine: Engine, office: OfficeConfig, now: dt.datetime) -> dict:
-    start, end, anchor = week_window(office, now)
+    start, end, anchor = week_window(now, office.schedule, office.office.tz)
     tz, period = office.office.tz, period_of(now, office.office.tz)
     names = {d.id: d.name for d in office.departments}
     with store.reading(engine) as session:
@@ -392,14 +350,9 @@ def weekly_context(engine: Engine, office: OfficeConfig, now: dt.datetime) -> di
     }
 
 
-def weekly_key(office: OfficeConfig, now: dt.datetime) -> str:
-    year, week, _day = week_window(office, now)[2].isocalendar()
-    return f"weekly:{year}-W{week:02d}"
-
-
 def queue_weekly(engine: Engine, office: OfficeConfig, now: dt.datetime) -> bool:
     """Queue this week's digest as of `now` (aware); True when queued now."""
-    key = weekly_key(office, now)
+    key = weekly_key(now, office.schedule, office.office.tz)
     if not office.recipients.digest:
         log.warning("weekly digest %s not queued: no recipients.digest configured", key)
         return False
@@ -422,24 +375,34 @@ def write_files(built: Monthly, out_dir: Path) -> list[Path]:
 
 
 def command(engine: Engine, office: OfficeConfig, period: str | None, out_dir: Path, send: bool,
-            now: dt.datetime | None = None, out=print) -> int:
+            now: dt.datetime | None = None, out=print, force: bool = False, err=None) -> int:
     """Write the workbook (and the 通报 draft) into `out_dir` and print their paths; with `send`,
-    queue the digest mail and deliver the outbox."""
+    queue the digest mail and deliver the outbox. Without `period`: the last period whose deadline
+    has passed. A period still open gets its workbook but no 通报 draft unless `force`."""
     now = now or utcnow()
-    period = period or period_of(now, office.office.tz)
+    sched, tz = office.schedule, office.office.tz
+    period = period or last_closed_period(now, sched, tz)
     if send and not office.recipients.digest:
         out("mailbot digest: recipients.digest is not configured; nothing sent")
         return 1
-    built = build_monthly(engine, office, period, now)
+    if is_open(period, now, sched, tz) and not force:
+        (err or out)(f"{tongbao.period_zh(period)}的报送截止日（{_ymd(deadline_day(period, sched))}）尚未过去，"
+                     "各单位仍可按时报送，本次只生成截至目前的汇总表，不生成通报草稿；"
+                     "确需生成通报草稿的，请加 --force。")
+    built = build_monthly(engine, office, period, now, force)
     for path in write_files(built, out_dir):
         out(str(path))
     if send:
         from . import runner
 
-        key, _interim = monthly_key(office, period, now)
+        key, _interim = monthly_key(period, now, sched, tz)
         if queue_monthly(engine, office, period, now, built):
             out(f"queued {key} -> {', '.join(office.recipients.digest)}")
         else:
             out(f"{key} was already queued; not queued again")
         out(f"sent {runner.deliver(engine, office)} mail(s)")
     return 0
+
+
+def _ymd(day: dt.date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"

@@ -21,6 +21,8 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.page import PageMargins
+from openpyxl.worksheet.properties import PageSetupProperties
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
@@ -43,6 +45,10 @@ PERIOD_COLUMN = ("所属期", 9)
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
 HEADER_FONT = Font(bold=True)
 HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
+HEADING_FONT = Font(bold=True, size=14)
+PORTRAIT_WIDTH = 100  # column width units that still print at full size across an A4 portrait page
+PAGE_FOOTER = "第&P页 共&N页"
+ROW_HEIGHT = 16  # points per line of 11 pt Chinese text (Noto CJK and 等线 both fit)
 
 
 # --- safe values --------------------------------------------------------------------------------
@@ -90,13 +96,56 @@ def header(ws, titles: Iterable[str]) -> list:
     return cells
 
 
-def start_sheet(wb, title: str, columns: Iterable[tuple[str, float]], freeze: str = "A2"):
-    """A write-only sheet with widths, frozen header and the header row written."""
+def text_width(text: str) -> int:
+    """Width in spreadsheet column units: a Chinese character takes two, like two digits."""
+    return len(str(text).encode("gb18030", "replace"))
+
+
+def printable(ws, *, landscape: bool, title_rows: int = 1, ruled: bool = False) -> None:
+    """A4, one page wide (as many pages tall as it takes), the top `title_rows` on every page,
+    "第1页 共3页" at the foot; `ruled`: gridlines printed like a form's (rows are read across a
+    wide page) and rows tall enough for Chinese text. Call before the first row is written: the
+    fit-to-page flag and the row height are in the sheet's head."""
+    if ruled:
+        ws.print_options.gridLines = True
+        ws.sheet_format.defaultRowHeight, ws.sheet_format.customHeight = ROW_HEIGHT, True
+    ws.page_setup.paperSize = 9  # A4
+    ws.page_setup.orientation = "landscape" if landscape else "portrait"
+    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    ws.page_margins = PageMargins(left=0.4, right=0.4, top=0.5, bottom=0.6, header=0.3, footer=0.3)
+    ws.print_options.horizontalCentered = True
+    ws.oddFooter.center.text = PAGE_FOOTER
+    if title_rows:
+        ws.print_title_rows = f"1:{title_rows}"
+
+
+def heading(ws, text: str, columns: int, width: float) -> None:
+    """The sheet's title row, merged across its columns: what it shows, for whom, as of when."""
+    ws.merged_cells.add(f"A1:{get_column_letter(columns)}1")
+    lines = max(1, -(-text_width(text) * 14 // 11 // max(int(width) - 2, 1)))  # 14 pt on 11 pt columns
+    ws.row_dimensions[1].height = 8 + 20 * lines
+    cell = WriteOnlyCell(ws, value=text)
+    cell.font = HEADING_FONT
+    cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+    ws.append([cell])
+
+
+def start_sheet(wb, title: str, columns: Iterable[tuple[str, float]], freeze: str | None = None,
+                title_text: str | None = None, landscape: bool | None = None, ruled: bool = False):
+    """A write-only sheet set up to print, with widths, an optional title row, the header row
+    written and frozen."""
     ws = wb.create_sheet(title)
     columns = list(columns)
     for i, (_title, width) in enumerate(columns, start=1):
         ws.column_dimensions[get_column_letter(i)].width = width
-    ws.freeze_panes = freeze
+    top = 1 if title_text else 0
+    total = sum(w for _t, w in columns)
+    ws.freeze_panes = freeze or f"A{top + 2}"
+    printable(ws, landscape=total > PORTRAIT_WIDTH if landscape is None else landscape, title_rows=top + 1,
+              ruled=ruled)
+    if title_text:
+        heading(ws, title_text, len(columns), total)
     ws.append(header(ws, [t for t, _w in columns]))
     return ws
 

@@ -90,43 +90,54 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
         session.flush()
         if decision.kind == "bounce" and mail is not None:
             _record_bounce(session, office, mail)
-        submission, replaced, diff = None, None, None
+        if decision.others and any(p.status == "accepted" for p in decision.parts):
+            row.status = "accepted"  # several checklists: the mail filed something
+        filed = []  # (part, submission, replaced, diff) of each checklist in the mail
         if decision.stores_submission:
-            versions = store.count_submissions(session, office.id, decision.department.id, decision.period)
-            accepted = decision.status == "accepted"
-            replaced = store.in_force(session, office.id, decision.department.id, decision.period) if accepted else None
-            # lateness belongs to the first accepted version: a later correction inherits it
-            late = accepted and (replaced.late if replaced else
-                                 fetched.arrived >= deadline(decision.period, office.schedule, office.office.tz))
-            cl = decision.checklist
-            submission = Submission(
-                office=office.id, message_pk=row.id, department_id=decision.department.id,
-                period=decision.period, period_source=decision.period_source, received_at=fetched.arrived,
-                accepted=accepted, late=late, version=versions + 1,
-                replaces_id=replaced.id if replaced else None,
-                unit=message.storable(cl.unit) if cl else "", submitter=message.storable(cl.submitter) if cl else "",
-                report_date=rules.report_date(cl) if cl else None, nil_report=bool(cl and cl.nil_report),
-                filename=decision.filename, sheet=message.storable(cl.sheet) if cl else "",
-                problems=[p.as_dict() for p in decision.problems],
-            )
-            rows = _rows(office, decision)
-            submission.row_count = len(rows)
-            session.add(submission)
-            session.flush()
-            for r in rows:
-                r.submission_id = submission.id
-            session.add_all(rows)
-            if replaced is not None:
-                diff = changes(store.rows_of(session, replaced.id), rows)
+            for part in decision.parts:
+                filed.append(_file(session, office, fetched, row, part))
         if decision.status in ("accepted", "rejected") and receipts:
             if _replies_today(session, office, mail.sender, now) >= office.replies.daily_cap_per_sender:
                 log.warning("message=<%s> daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
                 row.reason = "reply_cap"
+            elif len(filed) > 1:
+                _queue_receipt_several(session, office, row, decision, filed, now)
             else:
+                submission, replaced, diff = filed[0][1:] if filed else (None, None, None)
                 _queue_receipt(session, office, row, decision, submission, replaced, diff, now)
         faults.crash_point("in_transaction")
     faults.crash_point("after_commit")
     return row
+
+
+def _file(session, office: OfficeConfig, fetched, row: Message, part: Decision):
+    """One checklist's submission and rows: (part, submission, the version it replaces, the changes)."""
+    versions = store.count_submissions(session, office.id, part.department.id, part.period)
+    accepted = part.status == "accepted"
+    replaced = store.in_force(session, office.id, part.department.id, part.period) if accepted else None
+    # lateness belongs to the first accepted version: a later correction inherits it
+    late = accepted and (replaced.late if replaced else
+                         fetched.arrived >= deadline(part.period, office.schedule, office.office.tz))
+    cl = part.checklist
+    submission = Submission(
+        office=office.id, message_pk=row.id, department_id=part.department.id,
+        period=part.period, period_source=part.period_source, received_at=fetched.arrived,
+        accepted=accepted, late=late, version=versions + 1,
+        replaces_id=replaced.id if replaced else None,
+        unit=message.storable(cl.unit) if cl else "", submitter=message.storable(cl.submitter) if cl else "",
+        report_date=rules.report_date(cl) if cl else None, nil_report=bool(cl and cl.nil_report),
+        filename=part.filename, sheet=message.storable(cl.sheet) if cl else "",
+        problems=[p.as_dict() for p in part.problems],
+    )
+    rows = _rows(office, part)
+    submission.row_count = len(rows)
+    session.add(submission)
+    session.flush()
+    for r in rows:
+        r.submission_id = submission.id
+    session.add_all(rows)
+    diff = changes(store.rows_of(session, replaced.id), rows) if replaced is not None else None
+    return part, submission, replaced, diff
 
 
 def _record_bounce(session, office: OfficeConfig, mail: message.Mail) -> None:
@@ -145,31 +156,78 @@ def _replies_today(session, office: OfficeConfig, sender: str, now: dt.datetime)
         Outgoing.created_at > now - dt.timedelta(days=1))).one()[0]
 
 
-def _queue_receipt(session, office, row, decision, submission, replaced, diff, now) -> None:
+def _problems(part: Decision) -> tuple[list, list]:
+    """(errors, warnings) as a receipt lists them: rows of other months in one line, not one per row."""
+    problems = part.problems
+    if part.checked is not None:
+        problems = rules.summarise_other_months(problems, part.checked.dates, part.period)
+    return [p for p in problems if p.is_error], [p for p in problems if not p.is_error]
+
+
+def _annotated_name(filename: str) -> str:
+    """The marked-up copy's name; a copy of our own copy is not called “…（问题标注）（问题标注）”."""
+    stem, dot, ext = filename.rpartition(".")
+    return annotate.annotated_filename((stem.removesuffix("（问题标注）") + dot + ext) if dot else filename)
+
+
+def _template_attachment(office) -> tuple[str, bytes, str]:
     from .template import build_template
 
+    return ("情况清单模板.xlsx", build_template(office.office.name, office.office.address, office.schedule.deadline_day),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+def _queue_receipt(session, office, row, decision, submission, replaced, diff, now) -> None:
     mail = decision.mail
-    errors = [p for p in decision.problems if p.is_error]
-    warnings = [p for p in decision.problems if not p.is_error]
+    errors, warnings = _problems(decision)
     attachments = []
     if decision.attach_template or decision.status == "rejected" and decision.kind == "no_checklist":
-        attachments.append(("情况清单模板.xlsx", build_template(office.office.name, office.office.address,
-                                                           office.schedule.deadline_day),
-                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
+        attachments.append(_template_attachment(office))
     if decision.annotated:
-        attachments.append((annotate.annotated_filename(decision.filename), decision.annotated, annotate.XLSX_MIMETYPE))
+        attachments.append((_annotated_name(decision.filename), decision.annotated, annotate.XLSX_MIMETYPE))
     template = "receipt_accepted" if decision.status == "accepted" else "receipt_rejected"
     context = {
         "department": decision.department, "kind": decision.kind, "subject": mail.subject,
         "received": row.received_at.astimezone(office.office.tz), "filename": decision.filename,
+        "sheet_label": decision.sheet_label, "checklist": decision.checklist,
         "period": decision.period, "period_source": decision.period_source,
         "submission": submission, "replaced": replaced, "diff": diff,
         "errors": errors, "warnings": warnings,
         "deadline": office.schedule.deadline_day,
-        "annotated": annotate.annotated_filename(decision.filename) if decision.annotated else "",
+        "annotated": _annotated_name(decision.filename) if decision.annotated else "",
+        "notes": decision.notes,
     }
     out = letters.build(
         office, kind="receipt", key=f"receipt:{row.sha256}", template=template, to=[mail.sender],
+        context=context, department_id=decision.department.id, period=decision.period or None,
+        message_pk=row.id, in_reply_to=mail.message_id, references=mail.references,
+        attachments=attachments, auto="auto-replied", now=now,
+    )
+    store.enqueue(session, out)
+
+
+def _queue_receipt_several(session, office, row, decision: Decision, filed, now) -> None:
+    """One receipt for a mail that filed several checklists (months), each with its outcome."""
+    mail = decision.mail
+    parts, attachments = [], []
+    for part, submission, replaced, diff in filed:
+        errors, warnings = _problems(part)
+        annotated = _annotated_name(part.filename) if part.annotated else ""
+        if part.annotated:
+            attachments.append((annotated, part.annotated, annotate.XLSX_MIMETYPE))
+        parts.append({"filename": part.filename, "sheet_label": part.sheet_label, "period": part.period,
+                      "period_source": part.period_source, "status": part.status, "submission": submission,
+                      "replaced": replaced, "diff": diff, "errors": errors, "warnings": warnings, "annotated": annotated})
+    if any(part.attach_template for part, *_ in filed):
+        attachments.insert(0, _template_attachment(office))
+    accepted = sum(p["status"] == "accepted" for p in parts)
+    context = {
+        "department": decision.department, "subject": mail.subject,
+        "received": row.received_at.astimezone(office.office.tz), "parts": parts, "notes": decision.notes,
+        "accepted": accepted, "rejected": len(parts) - accepted, "deadline": office.schedule.deadline_day,
+    }
+    out = letters.build(
+        office, kind="receipt", key=f"receipt:{row.sha256}", template="receipt_several", to=[mail.sender],
         context=context, department_id=decision.department.id, period=decision.period or None,
         message_pk=row.id, in_reply_to=mail.message_id, references=mail.references,
         attachments=attachments, auto="auto-replied", now=now,

@@ -13,6 +13,7 @@ import email.parser
 import email.policy
 import email.utils
 import re
+import urllib.parse
 from dataclasses import dataclass, field, fields, replace
 from email.message import EmailMessage
 
@@ -45,6 +46,7 @@ class Attachment:
     content_type: str
     data: bytes
     forwarded: bool = False  # found inside an attached message/rfc822
+    inline: bool = False  # a picture shown in the body (a Content-ID, not disposition attachment), not a file sent
 
 
 @dataclass
@@ -178,10 +180,32 @@ def _report(msg: EmailMessage) -> tuple[list[str], str]:
 _PARAM = re.compile(r'(?:^|;)\s*(?:file)?name\s*=\s*(?:"([^"]*)"|([^;\s]+))', re.I)
 
 
+_SECTION = re.compile(r'(?:^|;)\s*(file)?name\*(\d+)(\*?)\s*=\s*(?:"([^"]*)"|([^;\s]*))', re.I)
+
+
+def _sections(raw: str, key: str) -> str | None:
+    """An RFC 2231 value continued over sections (filename*0*=gb18030''%D5%E4; filename*1*=%A5...),
+    joined as bytes before decoding: Python decodes each section alone, so a character split
+    between two sections (Outlook splits at a fixed length) came out as "�%A5"."""
+    found = sorted((int(m.group(2)), bool(m.group(3)), m.group(4) if m.group(4) is not None else m.group(5) or "")
+                   for m in _SECTION.finditer(raw) if (m.group(1) or "").lower() + "name" == key)
+    if not found or found[0][0] != 0:
+        return None
+    label, data = None, b""
+    for index, extended, value in found:
+        if extended and index == 0 and value.count("'") >= 2:
+            label, _lang, value = value.split("'", 2)
+        chunk = value.encode("utf-8", "surrogateescape")
+        data += urllib.parse.unquote_to_bytes(chunk) if extended else chunk
+    return decoded(data, label or "gb18030").strip()
+
+
 def filename_of(part: EmailMessage) -> str:
     """The attachment's name as the sender saw it, whatever way it was encoded."""
-    for header in ("content-disposition", "content-type"):
+    for header, key in (("content-disposition", "filename"), ("content-type", "name")):
         raw = _raw(part, header)
+        if raw and "*1" in raw and (joined := _sections(re.sub(r"\r?\n", "", raw), key)):
+            return joined
         if _has_8bit(raw):  # raw GBK bytes: the parser cannot know the charset, we can
             found = _PARAM.search(raw)
             if found:
@@ -244,7 +268,9 @@ def _attachment(part: EmailMessage, forwarded: bool) -> Attachment:
     data = part.get_payload(decode=True)
     if data is None:
         data = b""
-    return Attachment(filename=filename_of(part), content_type=part.get_content_type(), data=data, forwarded=forwarded)
+    inline = part.get("content-id") is not None and part.get_content_disposition() != "attachment"
+    return Attachment(filename=filename_of(part), content_type=part.get_content_type(), data=data, forwarded=forwarded,
+                      inline=inline)
 
 
 _ADDR_SPEC = re.compile(r"^[^@\s<>()\[\],;:\\\"]+@[^@\s<>()\[\],;:\\\".]+(\.[^@\s<>()\[\],;:\\\".]+)*$")
@@ -342,7 +368,23 @@ def _ids(value: str) -> list[str]:
     return re.findall(r"<([^<>\s]+)>", value)
 
 
+# The labels of GB18030's subsets in RFC 2047 words (=?gb2312?B?...?=) and RFC 2231 values
+# (filename*=gb2312''...): Python decodes those strictly, so a GBK-only character (镕, 珺, 喆,
+# written by every Chinese mail client under the gb2312 label) became "朱�F" in headers, sender
+# names and file names. They are relabelled gb18030, a superset of both, before parsing.
+_NARROW = rb"gb2312|gbk|x-gbk|cp936|euc-cn|x-euc-cn|csgb2312"
+_NARROW_WORD = re.compile(rb"=\?(?:" + _NARROW + rb")(?=(?:\*[A-Za-z-]*)?\?[BbQq]\?)", re.I)
+_NARROW_2231 = re.compile(rb"(\*(?:0\*)?\s*=\s*\"?)(?:" + _NARROW + rb")(?=')", re.I)
+
+
+def _relabel(raw: bytes) -> bytes:
+    if b"=?" in raw:
+        raw = _NARROW_WORD.sub(b"=?gb18030", raw)
+    return _NARROW_2231.sub(rb"\1gb18030", raw) if b"*" in raw else raw
+
+
 def parse(raw: bytes) -> Mail:
+    raw = _relabel(raw)
     try:
         msg = email.message_from_bytes(raw, policy=_POLICY)
     except RecursionError:  # parts nested some 500+ deep (the parser recurses): the header alone

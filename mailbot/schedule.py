@@ -21,12 +21,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from . import codes, digest, letters, store, tongbao
-from .config import OfficeConfig, Schedule
+from .config import OfficeConfig
 from .models import Message, Outgoing, Submission, utcnow
-from .obligations import (LATE, MISSING, REJECTED, Standing, days_late, deadline, deadline_day, parse_period,
-                          period_of, shift_period, standing)
+from .obligations import (MISSING, REJECTED, Standing, deadline, deadline_day, notice_at, period_of, reminder_dates,
+                          send_at, shift_period, standing, week_window, weekly_key)
 from .template import build_template
-from .workdays import next_workday, previous_workday
 
 log = logging.getLogger("mailbot.schedule")
 
@@ -39,32 +38,7 @@ TEMPLATE_NAME = "情况清单模板.xlsx"
 _warned: set[tuple[str, str]] = set()
 
 
-# --- the calendar (pure) ---------------------------------------------------------------------
-
-def reminder_dates(period: str, schedule: Schedule) -> dict[int, dt.date]:
-    """Each configured reminder day -> the day it goes out: on a weekend or holiday the previous
-    working day, but never back into the month before (then the next working day)."""
-    year, month = parse_period(period)
-    out = {}
-    for day in sorted(set(schedule.reminder_days)):
-        nominal = dt.date(year, month, day)
-        moved = previous_workday(nominal)
-        out[day] = moved if moved.month == month else next_workday(nominal)
-    return out
-
-
-def notice_date(period: str, schedule: Schedule) -> dt.date:
-    """The notice day, never before the (possibly moved) deadline has passed, on a working day."""
-    year, month = parse_period(period)
-    day = max(dt.date(year, month, schedule.notice_day), deadline_day(period, schedule) + dt.timedelta(days=1))
-    return next_workday(day)
-
-
-def send_at(day: dt.date, schedule: Schedule, tz) -> dt.datetime:
-    """`send_time` on `day`, office time, as UTC."""
-    hour, minute = map(int, schedule.send_time.split(":"))
-    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=tz).astimezone(dt.timezone.utc)
-
+# --- what is due (pure; the dates come from the calendar in obligations) --------------------------
 
 def periods_in_view(now: dt.datetime, tz) -> list[str]:
     """The periods whose mail can still be due: a notice moved past a holiday may fall two months on."""
@@ -96,16 +70,15 @@ def due(office: OfficeConfig, now: dt.datetime, standings: dict[str, dict[str, S
                 day = max(passed)
                 out += [Due(REMINDER, period, f"reminder:{d}:{period}:{day:02d}", d, day) for d in unfiled]
         elif watching_since is not None and watching_since < deadline(period, sched, tz) and \
-                send_at(notice_date(period, sched), sched, tz) <= now < \
-                send_at(notice_date(shift_period(period, 1), sched), sched, tz):
+                notice_at(period, sched, tz) <= now < notice_at(shift_period(period, 1), sched, tz):
             if by_dept:  # a period nobody owed has nothing to report
                 out.append(Due(TONGBAO, period, f"tongbao:{period}"))
                 out.append(Due(DIGEST, period, f"digest:{period}"))
             out += [Due(NOTICE, period, f"notice:{d}:{period}", d) for d in unfiled]
     if sched.weekly_digest_day and watching_since is not None:
-        anchor = digest.week_window(office, now)[2]
+        anchor = week_window(now, sched, tz)[2]
         if watching_since < send_at(anchor, sched, tz) <= now:  # not a week mailbot did not watch
-            out.append(Due(WEEKLY, period_of(now, tz), digest.weekly_key(office, now)))
+            out.append(Due(WEEKLY, period_of(now, tz), weekly_key(now, sched, tz)))
     return out
 
 
@@ -176,25 +149,8 @@ def _department_mail(office: OfficeConfig, item: Due, st: Standing, subs: list, 
                          attachments=[(TEMPLATE_NAME, blank, XLSX)], now=now)
 
 
-def tongbao_data(office: OfficeConfig, period: str, by_dept: dict[str, Standing], now: dt.datetime) -> tongbao.Tongbao:
-    sched, tz = office.schedule, office.office.tz
-    entries = []
-    for dept_id, st in by_dept.items():
-        if st.state in (MISSING, REJECTED, LATE):
-            late = st.state == LATE
-            entries.append(tongbao.Entry(
-                office.department(dept_id).name, st.state,
-                st.filed_at.astimezone(tz).date() if late else None,
-                days_late(period, st.filed_at, sched, tz) if late else 0))
-    order = {state: n for n, state in enumerate(tongbao.ORDER)}
-    entries.sort(key=lambda e: order[e.state])  # stable: config order within a state
-    today = now.astimezone(tz).date()
-    return tongbao.Tongbao(office.office.name, office.office.address, period, sched.deadline_day,
-                           as_of=today, issued=today, owed=len(by_dept), entries=entries)
-
-
 def _tongbao_mail(office: OfficeConfig, item: Due, by_dept: dict[str, Standing], now: dt.datetime) -> Outgoing:
-    data = tongbao_data(office, item.period, by_dept, now)
+    data = tongbao.compose(office, item.period, by_dept, now)
     attachments = []
     if data.entries:
         attachments.append((f"{tongbao.title(item.period)}（草稿）.docx", tongbao.build(data), DOCX))

@@ -35,6 +35,7 @@ def status(engine: Engine, office: OfficeConfig, period: str | None = None) -> l
         st = standing(by_dept.get(dept.id, []), period, office.schedule, office.office.tz)
         out.append({
             "id": dept.id, "name": dept.name, "state": st.state, "rows": st.rows, "submissions": st.submissions,
+            "nil_report": st.nil_report,  # 零报告: filed, with nothing to report; counted apart
             "filed_at": st.filed_at.isoformat() if st.filed_at else None,
             "sent": [{"kind": m.kind, "status": m.status, "at": (m.sent_at or m.created_at).isoformat()}
                      for m in mails.get(dept.id, [])],
@@ -60,6 +61,9 @@ def print_table(office: OfficeConfig, rows: list[dict], period: str | None, cons
     colour = {"filed": "green", "late": "yellow", "rejected": "red", "missing": "red"}
     for r in rows:
         sent = "\n".join(_mail_zh(m, office) for m in r["sent"]) or "—"
-        table.add_row(r["name"], f"[{colour[r['state']]}]{STATE_ZH[r['state']]}[/]", str(r["rows"]),
+        nil = "\n（零报告）" if r["nil_report"] else ""
+        table.add_row(r["name"], f"[{colour[r['state']]}]{STATE_ZH[r['state']]}{nil}[/]", str(r["rows"]),
                       str(r["submissions"]), sent)
+    filed = [r for r in rows if r["state"] in ("filed", "late")]
+    table.caption = f"应报送{len(rows)}个，已报送{len(filed)}个，其中零报告{sum(r['nil_report'] for r in filed)}个"
     (console or Console()).print(table)

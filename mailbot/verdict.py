@@ -7,9 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 
-from rich.console import Console
-from rich.markup import escape
-
 from . import checklist as checklist_mod, rules, workbook
 from .codes import mask_ids
 from .terminal import cells, hanging, wrap
@@ -51,12 +48,12 @@ def _verdict(data: bytes, filename: str, office: OfficeConfig | None, today: dt.
     result = {"accepted": False, "unit": "", "submitter": "", "report_date": None, "nil_report": False,
               "period": None, "rows": [], "problems": []}
     try:
-        parsed = checklist_mod.parse(workbook.read(data, filename, limits))
+        parsed = checklist_mod.parse(workbook.read(data, filename, limits), f"{today:%Y-%m}")
     except Rejected as exc:
         result["problems"] = [p.as_dict() for p in rules.with_severity(exc.problems, severity)]
         return result
     report_day = rules.report_date(parsed)
-    period = (report_day or today).strftime("%Y-%m")
+    period = rules.reporting_period("", parsed, today)[0]
     dept = None
     if office and parsed.unit:
         dept = next((d for d in office.departments if rules.unit_matches(parsed.unit, d)), None)
@@ -68,20 +65,25 @@ def _verdict(data: bytes, filename: str, office: OfficeConfig | None, today: dt.
         report_date=report_day.isoformat() if report_day else None, nil_report=parsed.nil_report, period=period,
         sheet=parsed.sheet, header_row=parsed.header_row,
     )
-    for row in parsed.rows:
+    rows, parsed.rows = parsed.rows, []
+    for i, row in enumerate(rows):  # each row's parse and derived fields let go once its output exists
         day = checked.dates.get(row.row_no)
-        derived = checked.derived.get(row.row_no, {})
+        derived = checked.derived.pop(row.row_no, {})
         result["rows"].append({
             "row": row.row_no, "entity": _mask(row.text("entity")), "matter": _mask(row.text("matter")),
             "date": day.isoformat() if day else None, "usage": _mask(row.text("usage")),
             "measure": _mask(row.text("measure")), **_masked_derived(derived),
         })
+        rows[i] = None
     result["problems"] = [{**p.as_dict(), "message": _mask(p.message)} for p in checked.problems]
     return result
 
 
-def print_verdict(result: dict, console: Console | None = None) -> None:
+def print_verdict(result: dict, console=None) -> None:
     """The verdict for a person: every problem in full, wrapped to the terminal, never cut."""
+    from rich.console import Console  # here, not at the top: `check --json` never draws anything
+    from rich.markup import escape
+
     console = console or Console()
     width = console.width
 

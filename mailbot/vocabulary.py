@@ -185,6 +185,20 @@ def detect_lists(text: str) -> list[str]:
     return _detect(text, _LIST_TABLE, LISTS)
 
 
+_ANY_LIST = re.compile("|".join(re.escape(syn) for syn, _ in _LIST_TABLE))
+
+
+def detect_channels_and_lists(text: str) -> tuple[list[str], list[str]]:
+    """detect_channels and detect_lists at once, `text` cleaned once, and the lists only looked for
+    one by one where one of them is named at all (the row checker's hot path: most rows name none)."""
+    if not text:
+        return [], []
+    cleaned = _clean(text)
+    channels = {canon for _, canon in _scan(cleaned, _CHANNEL_TABLE)}
+    lists = {canon for _, canon in _scan(cleaned, _LIST_TABLE)} if _ANY_LIST.search(cleaned) else set()
+    return [c for c in CHANNELS if c in channels], [c for c in LISTS if c in lists]
+
+
 def detect_field(text: str) -> str | None:
     """Which of the five fields a matter name belongs to, by FIELDS precedence; None if unknown."""
     if not text:

@@ -70,7 +70,7 @@ def test_xlsx_cells_with_problems_are_red_with_the_message_and_all_are_listed():
         ("id_invalid", "A", 9), ("usage_empty", "D", 9), ("measure_empty", "E", 9)])
 
     wb = opened(annotate.annotate(data, "xlsx", cl, problems))
-    assert wb.sheetnames == ["情况清单", "填报说明", "问题清单"] and wb.active.title == "问题清单"
+    assert wb.sheetnames == ["问题清单", "情况清单", "填报说明"] and wb.active.title == "问题清单"
     marks = marked(wb["情况清单"])
     assert set(marks) == {"A8", "C8", "A9", "D9", "E9"}
     assert marks["A8"] == "【错误】统一社会信用代码“91350100M000100Y44”有误：第18位校验码应为“3”，实为“4”。请对照营业执照核对后更正。"
@@ -93,9 +93,11 @@ def test_xlsx_keeps_the_departments_data_and_formatting():
     cl, problems = judged(data, "清单.xlsx")
     before = openpyxl.load_workbook(io.BytesIO(data))
     after = opened(annotate.annotate(data, "xlsx", cl, problems))
+    shown_as_held = {("情况清单", "C8")}  # 9.2 under the date format: the number again (next test)
     for title in before.sheetnames:
         old, new = before[title], after[title]
-        assert [[c.value for c in r] for r in old.iter_rows()] == [[c.value for c in r] for r in new.iter_rows()]
+        assert [[c.value for c in r if (title, c.coordinate) not in shown_as_held] for r in old.iter_rows()] == \
+            [[c.value for c in r if (title, c.coordinate) not in shown_as_held] for r in new.iter_rows()]
         assert set(map(str, old.merged_cells.ranges)) == set(map(str, new.merged_cells.ranges))
         assert {k: d.width for k, d in old.column_dimensions.items()} == {k: d.width for k, d in new.column_dimensions.items()}
     old, new = before["情况清单"], after["情况清单"]
@@ -105,6 +107,50 @@ def test_xlsx_keeps_the_departments_data_and_formatting():
     assert repr(new["A7"].fill) == repr(old["A7"].fill)  # an unmarked cell keeps its own fill
     assert repr(new["A8"].font) == repr(old["A8"].font) and repr(new["A8"].border) == repr(old["A8"].border)
     assert new["A8"].alignment.wrap_text and old["A8"].alignment.wrap_text  # a marked cell: only the fill changes
+
+
+def test_the_copy_shows_what_the_cell_holds_as_the_receipt_quotes_it():
+    """9.2 typed under the template's date format displays as 1900-01-09 in Excel; the receipt
+    says "9.2", and so does the marked cell now (the number, in the General format)."""
+    data = factory.checklist_xlsx(rows=BAD_ROWS)
+    before = openpyxl.load_workbook(io.BytesIO(data))["情况清单"]["C8"]
+    assert before.is_date and before.value == dt.datetime(1900, 1, 9, 4, 48)  # what the clerk saw
+    cl, problems = judged(data, "清单.xlsx")
+    ws = opened(annotate.annotate(data, "xlsx", cl, problems))["情况清单"]
+    assert (ws["C8"].value, ws["C8"].number_format, ws["C8"].is_date) == (9.2, "General", False)
+    assert "“9.2”" in ws["C8"].comment.text
+    assert ws["C7"].is_date and ws["C7"].value == dt.datetime(2026, 11, 3)  # a real date stays a date
+
+
+def test_marked_cells_wrap_in_rows_tall_enough_to_read():
+    long_usage = "经信用中国、国家企业信用信息公示系统、中国执行信息公开网查询，" * 3
+    rows = [(f"张某（{ID_BAD}）", "个体工商户登记", "2026.11.9", long_usage, "无")]  # A7 is wrong
+    data = factory.checklist_xlsx(rows=rows)
+    template = openpyxl.load_workbook(io.BytesIO(data))["情况清单"]
+    cl, problems = judged(data, "清单.xlsx")
+    ws = opened(annotate.annotate(data, "xlsx", cl, problems))["情况清单"]
+    assert set(marked(ws)) == {"A7"}
+    assert ws["A7"].alignment.wrap_text and ws["D7"].alignment.wrap_text
+    lines = max(-(-len(ws[f"{c}7"].value.encode("gb18030")) // int(ws.column_dimensions[c].width - 1)) for c in "AD")
+    assert lines >= 3  # the long usage text in the same row, not the marked cell, sets the height
+    assert ws.row_dimensions[7].height >= annotate.LINE_HEIGHT * lines > (template.row_dimensions[7].height or 15)
+    assert ws.row_dimensions[8].height == template.row_dimensions[8].height  # unmarked rows as they were
+
+
+def test_the_problem_list_comes_first_and_prints_one_page_wide():
+    data = factory.checklist_xlsx(rows=BAD_ROWS)
+    cl, problems = judged(data, "清单.xlsx")
+    wb = opened(annotate.annotate(data, "xlsx", cl, problems))
+    ws = wb.worksheets[0]
+    assert ws.title == "问题清单" and wb.active is ws and ws.sheet_view.tabSelected
+    assert not any(other.sheet_view.tabSelected for other in wb.worksheets[1:])
+    setup = ws.page_setup
+    assert (setup.paperSize, setup.orientation, setup.fitToWidth, setup.fitToHeight) == (9, "portrait", 1, 0)
+    assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.oddFooter.center.text == "第&P页 共&N页"
+    head = [r for r in range(1, ws.max_row + 1) if ws.cell(r, 1).value == "级别"][0]
+    assert ws.print_title_rows == f"${head}:${head}"
+    for r in range(head + 1, ws.max_row + 1):
+        assert ws.row_dimensions[r].height >= annotate.LINE_HEIGHT
 
 
 def test_an_id_number_is_whole_in_the_copy_for_the_sender():
@@ -159,7 +205,7 @@ def test_xls_input_becomes_an_xlsx_with_rows_where_the_messages_say():
     cl, problems = judged(data, "清单.xls", today=dt.date(2026, 11, 4))  # two dates now lie in the future
     assert [(p.code, p.column, p.row) for p in problems] == [("date_future", "C", 7), ("date_future", "C", 8)]
     wb = opened(annotate.annotate(data, "xls", cl, problems))
-    assert wb.sheetnames == ["清单", "问题清单"]
+    assert wb.sheetnames == ["问题清单", "清单"]
     ws = wb["清单"]
     assert (ws["A2"].value, ws["B2"].value) == ("单位：", "赞皇县市场监督管理局")
     assert [c.value for c in ws[5]] == ["市场主体（自然人）名称", "行政管理事项名称", "日期", "使用信用记录或报告情况", "使用的激励或惩戒措施"]
@@ -186,8 +232,8 @@ def test_csv_input_becomes_an_xlsx_and_formula_like_text_stays_text():
     assert [(p.code, p.column, p.row) for p in problems] == [("date_bare_number", "C", 9)]
     out = annotate.annotate(data, "csv", cl, problems)
     wb = opened(out)
-    ws = wb.worksheets[0]
-    assert wb.sheetnames == ["清单", "问题清单"] and set(marked(ws)) == {"C9"}
+    ws = wb["清单"]
+    assert wb.sheetnames == ["问题清单", "清单"] and set(marked(ws)) == {"C9"}
     assert [ws.cell(r, 1).value for r in range(4, 9)] == FORMULA_LIKE
     assert ws["B9"].value == "=cmd|' /C calc'!A0" and ws["D9"].value == "\t=1+2"
     for row in ws.iter_rows():
@@ -212,7 +258,7 @@ def test_docx_and_zip_input_become_an_xlsx_too():
     cl, problems = judged(buf.getvalue(), "清单.zip")
     assert cl.sheet == "清单.xlsx:情况清单"
     wb = opened(annotate.annotate(buf.getvalue(), "zip", cl, problems))
-    assert wb.sheetnames == ["清单.xlsx_情况清单", "问题清单"]  # ":" cannot stand in a sheet name
+    assert wb.sheetnames == ["问题清单", "清单.xlsx_情况清单"]  # ":" cannot stand in a sheet name
     assert set(marked(wb["清单.xlsx_情况清单"])) == {"A8", "C8", "A9", "D9", "E9"}
     assert "原工作表“清单.xlsx:情况清单”在本表中名为“清单.xlsx_情况清单”" in wb["问题清单"]["A2"].value
     assert {r[1] for r in listed(wb)} == {"清单.xlsx_情况清单"}
@@ -245,7 +291,7 @@ def test_an_xlsx_too_big_to_load_whole_is_rebuilt_from_the_table(monkeypatch):
     data = factory.checklist_xlsx(rows=BAD_ROWS)
     cl, problems = judged(data, "清单.xlsx")
     wb = opened(annotate.annotate(data, "xlsx", cl, problems))
-    assert wb.sheetnames == ["情况清单", "问题清单"]  # the 填报说明 sheet is not carried over
+    assert wb.sheetnames == ["问题清单", "情况清单"]  # the 填报说明 sheet is not carried over
     assert set(marked(wb["情况清单"])) == {"A8", "C8", "A9", "D9", "E9"}
     assert wb["情况清单"]["A9"].value == f"张某（{ID_BAD}）"
     assert wb["问题清单"]["A2"].value.startswith("贵单位发送的是较大的Excel文件，系统按读取到的内容生成了本表（原文件的格式未保留）")
@@ -278,3 +324,36 @@ def test_check_json_never_contains_an_unmasked_id_number_wherever_it_was_typed()
                              dt.date(2026, 11, 20))
     out = json.dumps(result, ensure_ascii=False, default=str)
     assert ID_OK not in out and ID_BAD not in out
+
+
+def test_the_annotated_copy_is_marked_ours_and_recognised_even_without_the_mark():
+    import zipfile as _zipfile
+
+    from mailbot import decision
+    from mailbot.workbook import ANNOTATED_MARK, read
+
+    data = (Path(__file__).parent / "data" / "checklists" / "row_problems.xlsx").read_bytes()
+    parsed = checklist_mod.parse(read(data, "清单.xlsx", Limits()))
+    checked = rules.check(parsed, rules.Context(None, "2026-11", dt.date(2026, 11, 25)))
+    copy = annotate.annotate(data, "xlsx", parsed, checked.problems, Limits())
+    book = read(copy, "清单（问题标注）.xlsx", Limits())
+    assert book.marked and decision._ours(book)
+    assert not read(data, "清单.xlsx", Limits()).marked
+    again = annotate.annotate(copy, "xlsx", checklist_mod.parse(book), checked.problems, Limits())  # marked once only
+    assert read(again, "a.xlsx", Limits()).marked
+    buf = io.BytesIO()  # a copy saved again without custom properties (WPS): its 问题清单 sheet still tells
+    with _zipfile.ZipFile(io.BytesIO(copy)) as src, _zipfile.ZipFile(buf, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "docProps/custom.xml":
+                body = body.replace(ANNOTATED_MARK.encode(), b"something-else")
+            dst.writestr(info, body)
+    unmarked = read(buf.getvalue(), "a.xlsx", Limits())
+    assert not unmarked.marked and decision._ours(unmarked)
+
+
+def test_our_copy_alone_is_read_and_its_new_copy_is_not_named_twice():
+    from mailbot import intake
+
+    assert intake._annotated_name("情况清单（问题标注）.xlsx") == "情况清单（问题标注）.xlsx"
+    assert intake._annotated_name("情况清单.xls") == "情况清单（问题标注）.xlsx"

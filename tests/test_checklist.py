@@ -71,6 +71,10 @@ def decision_view(decision: intake.Decision) -> dict:
             out["rows"].append({"row": row.row_no, "entity": row.text("entity"), "matter": row.text("matter"),
                                 "date": date.isoformat() if date else None, "usage": row.text("usage"),
                                 "measure": row.text("measure")})
+    out["others"] = [{"status": o.status, "filename": o.filename, "period": o.period, "period_source": o.period_source,
+                      "sheet": o.checklist.sheet, "rows": len(o.checklist.rows),
+                      "problems": [p.code for p in o.problems]} for o in decision.others]
+    out["notes"] = decision.notes
     return out
 
 
@@ -115,6 +119,30 @@ def test_pdf_scan_beside_the_workbook_is_ignored():
     assert [a.filename for a in decision.mail.attachments] == ["盖章扫描件.pdf", "情况清单.xlsx"]
     assert decision.status == "accepted" and decision.filename == "情况清单.xlsx"
     assert not any("pdf" in p.message.lower() for p in decision.problems)
+
+
+def test_scan_photo_or_word_97_instead_of_the_table_are_named_in_the_receipt():
+    for name, words in (("doc_only.eml", ["Word 97-2003文档（.doc）"]), ("scan_only.eml", ["PDF文件", "是图片"])):
+        decision = intake.decide(office(), (DATA / name).read_bytes(), factory.ON_TIME)
+        assert decision.status == "rejected" and decision.kind == "no_checklist" and decision.attach_template
+        assert decision.reason == "not_a_table"
+        assert [any(w in p.message for p in decision.problems) for w in words] == [True] * len(words)
+        assert not any("损坏" in p.message for p in decision.problems)
+
+
+def test_a_picture_in_the_body_is_not_a_file_to_talk_about():
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "scjgj@example.gov.cn", "office@example.test", "2026年11月情况清单"
+    msg["Message-ID"] = "<inline-1@example.gov.cn>"
+    msg.set_content("附件为本单位情况清单。")
+    msg.add_alternative('<p>附件为本单位情况清单。<img src="cid:logo1"></p>', subtype="html")
+    msg.get_payload()[1].add_related(b"\x89PNG\r\n\x1a\n" + bytes(32), "image", "png", cid="<logo1>", filename="image001.png",
+                                    disposition="inline")  # as Outlook sends a signature logo
+    decision = intake.decide(office(), msg.as_bytes(), factory.ON_TIME)
+    assert [a.inline for a in decision.mail.attachments] == [True]
+    assert [p.code for p in decision.problems] == ["no_checklist"]  # forgot the file: not "your picture is no table"
 
 
 # ---------------------------------------------------------------- parse details
@@ -213,6 +241,26 @@ def test_best_header_wins_and_partial_header_names_missing_columns():
     assert "“日期”列" in parsed.problems[0].message
 
 
+def test_header_over_two_rows_with_a_group_title():
+    upper = ("序号", "市场主体\n（自然人）名称", "行政管理事项名称", "信用记录和信用报告使用", None, None, "备 注")
+    lower = (None, None, None, "日　期", "使用信用记录或\n报告情况", "使用的激励或惩戒措施", None)
+    parsed = parse(sheet(("单位：赞皇县财政局",), upper, lower, (1, *ROW, "已办结"),
+                         merged=[(2, 1, 3, 1), (2, 2, 3, 2), (2, 3, 3, 3), (2, 4, 2, 6), (2, 7, 3, 7)]))
+    assert (parsed.header_top, parsed.header_row) == (2, 3) and parsed.problems == []
+    assert parsed.columns == {"seq": 1, "entity": 2, "matter": 3, "date": 4, "usage": 5, "measure": 6}
+    assert [r.row_no for r in parsed.rows] == [4] and parsed.rows[0].extras == {"备注": "已办结"}
+    assert parsed.unit == "赞皇县财政局"
+
+
+def test_a_data_row_under_a_group_title_is_data():
+    """Values under titles of their own: the row under the header is the first data row."""
+    upper = (*HEADER[:3], "信用记录或报告情况及措施", None)
+    row = ("赞皇县某公司", "食品经营许可证核发", "2026-11-03", "使用信用记录或报告情况", "无")
+    parsed = parse(sheet(upper, row, merged=[(1, 4, 1, 5)]))
+    assert parsed.header_row == 1 and [r.row_no for r in parsed.rows] == [2]
+    assert [p.code for p in parsed.problems] == ["missing_column"]  # 措施 is truly missing: said so
+
+
 def test_extra_columns_keep_their_titles_and_positions():
     parsed = parse(sheet(("序号", *HEADER, "备注", "备注", None), (1, *ROW, "甲", "乙", "丙")))
     [row] = parsed.rows
@@ -229,6 +277,63 @@ def test_vertical_merge_in_the_table_fills_down():
 def test_rows_after_a_note_that_hold_one_value_are_notes():
     parsed = parse(sheet(HEADER, ROW, ("注：",), ("1.本表每月25日前报送；",), ("2.日期填写完整。",)))
     assert [r.row_no for r in parsed.rows] == [2]
+
+
+# ---------------------------------------------------------------- which sheet: a workbook kept for the year
+
+@pytest.mark.parametrize("name, month", [
+    ("11月", (None, 11)), ("2026年11月", (2026, 11)), ("2026.11", (2026, 11)), ("2026-11", (2026, 11)),
+    ("十一月", (None, 11)), ("11月份", (None, 11)), ("Nov", (None, 11)), ("November 2026", (2026, 11)),
+    ("Sept", (None, 9)), ("清单.xlsx:12月", (None, 12)),
+    ("Sheet1", None), ("清单", None), ("novel", None), ("2026年11月5日", None), ("填报说明", None),
+])
+def test_sheet_names_that_name_a_month(name, month):
+    assert checklist.sheet_month(name) == month
+
+
+def month_sheet(name: str, day: str, active=False, hidden=False, rows=1) -> Sheet:
+    body = [("某公司", "食品经营许可证核发", day, "经信用中国查询，无失信记录", "无")] * rows
+    return Sheet(name, [("单位：赞皇县财政局",), HEADER, *body], [], hidden, active)
+
+
+def test_the_sheet_of_the_period_before_the_active_one_before_the_dates_before_the_first():
+    oct_, nov = month_sheet("10月", "2026-10-09", active=True), month_sheet("11月", "2026-11-03")
+    parsed = checklist.parse(Workbook("xlsx", [oct_, nov]), "2026-11")
+    assert (parsed.sheet, parsed.sheet_reason, parsed.sheets, parsed.period) == ("11月", "period", 2, "2026-11")
+    a, b = month_sheet("甲", "2026-10-09"), month_sheet("乙", "2026-11-03", active=True)
+    assert checklist.parse(Workbook("xlsx", [a, b]), "2026-11").sheet_reason == "active"
+    b.active = False
+    dated = checklist.parse(Workbook("xlsx", [a, b]), "2026-11")
+    assert (dated.sheet, dated.sheet_reason) == ("乙", "dates")  # its rows are dated in November
+    assert checklist.parse(Workbook("xlsx", [a, b]), "2026-12").sheet_reason == "best"
+
+
+def test_an_empty_sheet_of_the_month_is_passed_over_unless_the_subject_names_it():
+    oct_, nov = month_sheet("10月", "2026-10-09", active=True), month_sheet("11月", "2026-11-03", rows=0)
+    late = checklist.parse(Workbook("xlsx", [oct_, nov]), "2026-11")
+    assert (late.sheet, late.period, late.problems) == ("10月", "2026-10", [])  # October, filed late
+    named = checklist.parse(Workbook("xlsx", [oct_, nov]), "2026-11", firm=True)
+    assert named.sheet == "11月" and named.rows == []  # the subject says November: its (empty) sheet
+
+
+def test_a_sheet_of_another_month_is_never_read_silently():
+    oct_ = month_sheet("10月", "2026-10-09")
+    parsed = checklist.parse(Workbook("xlsx", [oct_]), "2026-11", firm=True)
+    [problem] = parsed.problems
+    assert problem.code == "sheet_other_month" and "2026年10月" in problem.message and parsed.period is None
+    stale = checklist.parse(Workbook("xlsx", [month_sheet("10月", "2026-11-03")]), "2026-11", firm=True)
+    assert stale.problems == []  # last month's file with this month's rows: the name is only stale
+    guessed = checklist.parse(Workbook("xlsx", [month_sheet("10月", "2026-11-03")]), "2026-11")
+    assert guessed.period is None  # nor does a stale name move the period
+    assert rules.DEFAULT_SEVERITY["sheet_other_month"] == "error"
+
+
+def test_the_period_from_the_sheet_comes_after_the_subject_and_before_the_report_date():
+    parsed = checklist.parse(Workbook("xlsx", [month_sheet("10月", "2026-10-09"), month_sheet("11月", "2026-11-03", rows=0)]),
+                             "2026-11")
+    day = dt.date(2026, 11, 3)
+    assert rules.reporting_period("情况清单", parsed, day) == ("2026-10", "sheet")
+    assert rules.reporting_period("2026年11月情况清单", parsed, day) == ("2026-11", "subject")
 
 
 # ---------------------------------------------------------------- hostile files through `mailbot check`
@@ -426,3 +531,11 @@ def test_code_prefilter_never_hides_a_code(value):
     if codes.find_codes(value):
         assert rules.may_hold_code(value)
     assert rules.may_hold_code("张三11010519491231002X") and not rules.may_hold_code("赞皇县第123号商贸有限公司")
+
+
+def test_codes_with_spaces_full_width_or_lower_case_are_found_and_checked():
+    result = verdict((DATA / "codes_spaced.xlsx").read_bytes(), "codes_spaced.xlsx", None, today=TODAY)
+    found = {r["row"]: [(c["kind"], c["value"], c["valid"]) for c in r["codes"]] for r in result["rows"]}
+    assert found == {6: [("uscc", "91350100M000100Y43", True)], 7: [("uscc", "91110000802100433B", True)],
+                     8: [("id", "110105********002X", True)], 9: [("uscc", "91350100M000100Y44", False)],
+                     10: [("id", "110105********0021", False)]}

@@ -212,3 +212,30 @@ def test_codes_never_raise(text):
     assert len(mask_ids(text)) == len(text)
     uscc_check(text)
     id_check(text)
+
+
+@pytest.mark.parametrize("text, value, kind, problem", [
+    ("福源公司（9135 0100 M000 100Y43）", "91350100M000100Y43", "uscc", None),
+    ("９１１１　００００　８０２１　００４３３ｂ", "91110000802100433B", "uscc", None),  # full-width, U+3000, lower case
+    ("张三 1101 0519 4912 3100 2x", "11010519491231002X", "id", None),
+    ("110105 19490230 0021", "110105194902300021", "id", "第7-14位出生日期“19490230”不存在"),
+    ("丙公司 9135 0100 M000 100Y44 已办结", "91350100M000100Y44", "uscc", "第18位校验码应为“3”，实为“4”"),
+])
+def test_codes_written_in_groups_are_found_and_checked(text, value, kind, problem):
+    [code] = find_codes(text)
+    assert (code.value, code.kind, code.problem) == (value, kind, problem)
+    assert text[code.start:code.end].replace(" ", "").replace("\u3000", "") != ""
+
+
+@pytest.mark.parametrize("text", [
+    "ROOM 1203 BUILDING A5",  # an address: no code's shape
+    "公司 91350100M000100Y43 2", "A 91350100M000100Y43",  # a space does not glue another character on
+    "9135  0100 M000 100Y43",  # two spaces in a row are no group separator
+])
+def test_spaced_runs_that_are_no_code(text):
+    assert [c.value for c in find_codes(text) if " " in text[c.start:c.end]] == []
+
+
+def test_a_spaced_id_number_is_masked_in_place():
+    assert mask_ids("张三 1101 0519 4912 3100 2x 已核实") == "张三 1101 05** **** **00 2X 已核实"
+    assert mask_ids("李四１１０１０５　１９４９１２３１　００２Ｘ") == "李四110105　********　002X"

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import re
+import types
 from collections import Counter
 
 import docx
@@ -14,7 +15,7 @@ import openpyxl
 import pytest
 import time_machine
 
-from mailbot import codes, digest, export, runner, store
+from mailbot import codes, digest, export, obligations, report, runner, store
 from mailbot.cli import main
 from mailbot.models import Message, Outgoing, Row
 from mailbot.status import status
@@ -37,7 +38,7 @@ ROWS = [
      "经信用中国、中国执行信息公开网查询，该公司列入失信被执行人", "限制参与政府采购、从严审核"),
 ]
 BAD_ROWS = [("", "食品经营许可证核发", "2026-11-03", "经信用中国查询，无失信记录", "无")]
-SHEETS = ["汇总", "报送情况", "统计", "分单位统计"]
+SHEETS = ["汇总", "报送情况", "年度报送情况", "统计", "图表", "分单位统计"]
 UNMASKED_ID = re.compile(r"(?<![0-9*])[0-9]{17}[0-9Xx](?![0-9])")
 
 
@@ -124,31 +125,50 @@ def test_plain_text_is_left_alone_and_id_numbers_are_masked():
 def test_week_window_is_anchored_on_the_configured_day(setup):
     monday = dt.datetime(2026, 11, 23, 9, 0, tzinfo=CST)
     wednesday = dt.datetime(2026, 11, 25, 18, 0, tzinfo=CST)
-    start, end, anchor = digest.week_window(setup.office, monday)
+    sched, tz = setup.office.schedule, setup.office.office.tz
+    start, end, anchor = obligations.week_window(monday, sched, tz)
     assert (start.astimezone(CST), end.astimezone(CST)) == (dt.datetime(2026, 11, 16, tzinfo=CST),
                                                              dt.datetime(2026, 11, 23, tzinfo=CST))
-    assert digest.week_window(setup.office, wednesday) == (start, end, anchor)
-    assert digest.weekly_key(setup.office, wednesday) == "weekly:2026-W48"
+    assert obligations.week_window(wednesday, sched, tz) == (start, end, anchor)
+    assert obligations.weekly_key(wednesday, sched, tz) == "weekly:2026-W48"
 
 
-def test_monthly_key_is_interim_before_the_notice_day(setup):
-    assert digest.monthly_key(setup.office, PERIOD, dt.datetime(2026, 11, 10, 9, tzinfo=CST)) == \
+def test_monthly_key_is_interim_before_the_notice_time(setup):
+    sched, tz = setup.office.schedule, setup.office.office.tz
+    assert obligations.monthly_key(PERIOD, dt.datetime(2026, 11, 10, 9, tzinfo=CST), sched, tz) == \
         ("digest:2026-11:2026-11-10", True)
-    assert digest.monthly_key(setup.office, PERIOD, NOW) == ("digest:2026-11", False)
+    assert obligations.monthly_key(PERIOD, dt.datetime(2026, 11, 26, 8, 59, tzinfo=CST), sched, tz) == \
+        ("digest:2026-11:2026-11-26", True)  # the scheduled one goes at 09:00 and takes the month's key
+    assert obligations.monthly_key(PERIOD, NOW, sched, tz) == ("digest:2026-11", False)
+    # the window each quarantined mail is counted in ends where the next begins: at the notice time
+    assert obligations.month_window(PERIOD, sched, tz)[1] == obligations.month_window("2026-12", sched, tz)[0] == \
+        dt.datetime(2026, 11, 26, 9, tzinfo=CST)
+
+
+@pytest.mark.parametrize("now, period", [
+    (dt.datetime(2026, 12, 1, 10, tzinfo=CST), "2026-11"),  # the issue's 1 December
+    (dt.datetime(2026, 11, 25, 23, 59, tzinfo=CST), "2026-10"),  # November's deadline day is not over
+    (dt.datetime(2026, 11, 26, 0, 0, tzinfo=CST), "2026-11"),
+    (dt.datetime(2026, 1, 10, 9, tzinfo=CST), "2025-12"),
+])
+def test_the_default_digest_period_is_the_last_one_whose_deadline_has_passed(setup, now, period):
+    assert obligations.last_closed_period(now, setup.office.schedule, setup.office.office.tz) == period
 
 
 # --- the workbook ---------------------------------------------------------------------------------
 
 def test_workbook_matches_the_database(november):
     month = digest.load_month(november.engine, november.office, PERIOD, NOW)
-    wb = openpyxl.load_workbook(io.BytesIO(digest.workbook(month)))
+    wb = openpyxl.load_workbook(io.BytesIO(report.workbook(month)))
     assert wb.sheetnames == SHEETS
 
     # 汇总: exactly the rows in force, department by department, dates as dates
     rows = in_force_from_db(november)
     assert sorted(rows) == ["czj", "scjgj"]
     ws = wb["汇总"]
-    data = list(ws.iter_rows(min_row=2))
+    assert ws["A1"].value == "赞皇县社会信用体系建设领导小组办公室 2026年11月情况清单汇总（截至2026年11月27日11时）"
+    assert [c.value for c in ws[2]] == [t for t, _w in export.COLUMNS]
+    data = list(ws.iter_rows(min_row=3))
     assert len(data) == sum(len(r) for r in rows.values()) == 6
     assert [c.value for c in data[0][:3]] == ["赞皇县市场监督管理局", HOSTILE[0], HOSTILE[1]]
     assert Counter(r[0].value for r in data) == {"赞皇县市场监督管理局": 3, "赞皇县财政局": 3}
@@ -158,12 +178,12 @@ def test_workbook_matches_the_database(november):
     assert data[3][10].value == dt.datetime(2026, 11, 26, 9, 30)
     assert [r[6].value for r in data[:3]] == ["激励", "其他", "惩戒"]
     assert data[2][7].value == "限制参与政府采购、从严审核"
-    assert ws.freeze_panes == "A2" and ws.auto_filter.ref == "A1:K7"
-    assert ws.column_dimensions["B"].width == 30
+    assert ws.freeze_panes == "A3" and ws.auto_filter.ref == "A2:K8"
+    assert data[1][4].alignment.wrap_text and ws.row_dimensions[4].height >= 2 * report.LINE_HEIGHT  # two lines
 
     # 报送情况: the same answer as `mailbot status`
     expected = {d["name"]: d for d in status(november.engine, november.office, PERIOD)}
-    got = {r[0]: r for r in wb["报送情况"].iter_rows(min_row=2, values_only=True)}
+    got = {r[0]: r for r in wb["报送情况"].iter_rows(min_row=3, max_row=6, values_only=True)}
     assert {name: (r[1], r[4], r[5]) for name, r in got.items()} == {
         "赞皇县市场监督管理局": ("已按时报送", 3, 1), "赞皇县财政局": ("逾期报送", 3, 1),
         "赞皇镇人民政府": ("报送未通过", 0, 1), "赞皇县教育局": ("未报送", 0, 0)}
@@ -172,24 +192,34 @@ def test_workbook_matches_the_database(november):
     assert got["赞皇县财政局"][2] == dt.datetime(2026, 11, 26, 9, 30) and got["赞皇县财政局"][3] == 1
     assert got["赞皇县教育局"][3] == 2  # days overdue as of the 27th
 
-    # 统计: counts recomputed from the stored derived fields; two charts
+    # 统计: counts recomputed from the stored derived fields, a note under each group whose shares
+    # need not add up (a record may name several channels)
     kinds = Counter(k for rs in rows.values() for r in rs for k in {m["kind"] for m in r.derived["measures"]})
-    stats = {(g, i): n for g, i, n, _share in wb["统计"].iter_rows(min_row=2, values_only=True)}
+    lines = list(wb["统计"].iter_rows(min_row=3, values_only=True))
+    stats = {(g, i): n for g, i, n, _share in lines if g}
+    shares = Counter()
+    for g, _i, _n, share in lines:
+        shares[g] += share or 0
+    notes = [i for g, i, _n, _s in lines if g is None and i.startswith("注：")]
+    assert len(notes) == 3 and "一条记录可涉及多个查询渠道" in notes[2] and "不一定为100%" in notes[2]
+    assert round(shares["领域"], 6) == 1  # one field per record: these add up
+    assert lines[-1][1:3] == ("合计（在用记录）", 6)
     assert {k: stats[("措施类别", k)] for k in export.KINDS} == {"激励": 2, "惩戒": 2, "无": 1, "其他": 1}
     assert {k: stats[("措施类别", k)] for k in kinds} == dict(kinds)
     assert stats[("规范措施", "限制参与政府采购")] == 2 and stats[("规范措施", "告知承诺")] == 2
     assert stats[("查询渠道", "信用中国")] == 4 and stats[("领域", "政府采购")] == 2
-    charts = wb["统计"]._charts
-    assert len(charts) == 2 and [c.type for c in charts] == ["col", "bar"]
-    by_dept = list(wb["分单位统计"].iter_rows(min_row=3, values_only=True))
+    by_dept = list(wb["分单位统计"].iter_rows(min_row=4, values_only=True))
     assert [r[:4] for r in by_dept] == [("赞皇县市场监督管理局", 3, 1, 1), ("赞皇县财政局", 3, 1, 1),
                                         ("赞皇镇人民政府", 0, 0, 0), ("赞皇县教育局", 0, 0, 0), ("合计", 6, 2, 2)]
-    assert wb["分单位统计"].freeze_panes == "B3"
+    items = [c.value for c in wb["分单位统计"][3]][2:]
+    assert all(by_dept[-1][2 + n] for n in range(len(items)))  # only the items that occur this month
+    assert "限制参与政府采购" in items and "优先办理" not in items
+    assert wb["分单位统计"].freeze_panes == "C4"
 
 
 def test_workbook_has_no_live_formula_and_no_unmasked_id_number(november):
     month = digest.load_month(november.engine, november.office, PERIOD, NOW)
-    wb = openpyxl.load_workbook(io.BytesIO(digest.workbook(month)))
+    wb = openpyxl.load_workbook(io.BytesIO(report.workbook(month)))
     cells = list(all_cells(wb))
     assert [c for c in cells if c.data_type == "f"] == []
     texts = [c.value for c in cells if isinstance(c.value, str)]
@@ -242,9 +272,9 @@ def test_monthly_mail_goes_only_to_the_digest_recipients_and_matches_the_databas
     assert sorted(parts) == ["2026年11月情况清单汇总.xlsx",
                              "关于2026年11月行政管理事项中使用信用记录和信用报告情况清单报送情况的通报（草稿）.docx"]
     book = openpyxl.load_workbook(io.BytesIO(parts["2026年11月情况清单汇总.xlsx"].get_content()))
-    assert book.sheetnames == SHEETS and book["汇总"].max_row == 7
+    assert book.sheetnames == SHEETS and book["汇总"].max_row == 8
     draft = docx.Document(io.BytesIO(parts[sorted(parts)[1]].get_content()))
-    listed = [row.cells[1].text for row in draft.tables[0].rows[1:]]
+    listed = [row.cells[1].text for row in draft.tables[0].rows[1:]]  # tables[1] is the 版记
     assert sorted(listed) == sorted(["赞皇县财政局", "赞皇镇人民政府", "赞皇县教育局"])
 
 
@@ -322,3 +352,170 @@ def test_export_xlsx_and_csv(november, tmp_path, capsys):
     assert first[4] == "2026-11-03" and first[-1] == "2026-11-20 10:00"
     assert lines[2][2] == f"张某（{MASKED}）" and lines[2][6] == "'" + HOSTILE[3]
     assert not UNMASKED_ID.search(raw.decode("utf-8-sig"))
+
+
+# --- printing -------------------------------------------------------------------------------------
+
+def test_every_sheet_prints_on_a4_one_page_wide_with_its_title_and_page_numbers(november):
+    month = digest.load_month(november.engine, november.office, PERIOD, NOW)
+    wb = openpyxl.load_workbook(io.BytesIO(report.workbook(month)))
+    orientation = {"汇总": "landscape", "报送情况": "portrait", "年度报送情况": "landscape", "统计": "portrait",
+                   "图表": "landscape", "分单位统计": "landscape"}
+    titles = {"汇总": "$1:$2", "报送情况": "$1:$2", "年度报送情况": "$1:$2", "统计": "$1:$2", "图表": "$1:$1",
+              "分单位统计": "$1:$3"}
+    for ws in wb.worksheets:
+        setup = ws.page_setup
+        assert (setup.paperSize, setup.orientation, setup.fitToWidth, setup.fitToHeight) == \
+            (9, orientation[ws.title], 1, 0), ws.title
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, ws.title
+        assert ws.print_title_rows == titles[ws.title], ws.title
+        assert ws.oddFooter.center.text == "第&P页 共&N页", ws.title
+        heading = ws["A1"].value
+        assert heading.startswith("赞皇县社会信用体系建设领导小组办公室 2026年") and "截至2026年11月27日11时" in heading
+        assert ws["A1"].font.bold and "A1" in {str(r).split(":")[0] for r in ws.merged_cells.ranges}, ws.title
+        if ws.title != "图表":
+            assert ws.print_options.gridLines, ws.title
+
+
+def test_the_cutoff_and_an_open_period_are_named_in_the_title(november):
+    month = digest.load_month(november.engine, november.office, PERIOD, dt.datetime(2026, 11, 20, 10, 5, tzinfo=CST))
+    assert month.open and report.cutoff(month) == "截至2026年11月20日10时5分"
+    assert report.title(month, "情况清单汇总") == \
+        "赞皇县社会信用体系建设领导小组办公室 2026年11月情况清单汇总（截至2026年11月20日10时5分，报送截止日前的统计）"
+
+
+def test_the_year_sheet_shows_each_department_month_by_month(november):
+    """Only November was watched (the first mail arrived on 20 November): the months before are
+    no department's fault and show —; the totals count only months whose deadline has passed."""
+    month = digest.load_month(november.engine, november.office, PERIOD, NOW)
+    ws = openpyxl.load_workbook(io.BytesIO(report.workbook(month)))["年度报送情况"]
+    assert [c.value for c in ws[2]] == ["单位", *(f"{m}月" for m in range(1, 12)),
+                                        "按时报送", "其中零报告", "逾期报送", "报送未通过", "未报送"]
+    lines = {r[0]: r[1:] for r in ws.iter_rows(min_row=3, max_row=6, values_only=True)}
+    assert lines == {
+        "赞皇县市场监督管理局": ("—",) * 10 + ("按时", 1, 0, 0, 0, 0),
+        "赞皇县财政局": ("—",) * 10 + ("逾期", 0, 0, 1, 0, 0),
+        "赞皇镇人民政府": ("—",) * 10 + ("未通过", 0, 0, 0, 1, 0),
+        "赞皇县教育局": ("—",) * 10 + ("未报送", 0, 0, 0, 0, 1),
+    }
+    assert ws["L6"].fill.fgColor.rgb.endswith("FFC7CE")  # 未报送 in light red
+    assert ws.freeze_panes == "B3"
+    legend = [r[0] for r in ws.iter_rows(min_row=7, values_only=True) if r[0]]
+    assert legend[0].startswith("说明：按时＝截止日前报送合格清单；零报告＝")
+
+
+def test_year_marks_count_a_nil_report_apart_and_skip_months_not_owed_or_not_watched(setup):
+    office = setup.office  # scjgj, czj, zhz
+    sub = lambda day, accepted=True, nil=False: types.SimpleNamespace(  # noqa: E731
+        id=day, accepted=accepted, received_at=dt.datetime(2026, 10, day, 9, tzinfo=CST), row_count=0, nil_report=nil)
+    periods = ["2026-09", "2026-10"]
+    subs = {("scjgj", "2026-10"): [sub(20, nil=True)], ("czj", "2026-10"): [sub(27, nil=True)],
+            ("zhz", "2026-10"): [sub(20, accepted=False), sub(21)]}
+    lines = digest.year_lines(office, periods, subs, watched={"2026-10"})
+    assert [(line.name, line.marks) for line in lines] == [
+        ("赞皇县市场监督管理局", {"2026-09": None, "2026-10": "nil"}),
+        ("赞皇县财政局", {"2026-09": None, "2026-10": "late"}),  # a late 零报告 is late
+        ("赞皇镇人民政府", {"2026-09": None, "2026-10": "filed"}),  # the corrected version counts
+        ("赞皇县教育局", {"2026-09": None, "2026-10": "missing"}),
+    ]
+
+
+def test_charts_have_a_page_each_only_the_categories_that_occur_and_whole_number_axes(november):
+    month = digest.load_month(november.engine, november.office, PERIOD, NOW)
+    ws = openpyxl.load_workbook(io.BytesIO(report.workbook(month)))["图表"]
+    charts = ws._charts
+    assert [c.type for c in charts] == ["col", "col", "bar", "bar", "bar"]
+    assert [r.id for r in ws.row_breaks.brk] == [report.CHART_ROWS * n + 1 for n in range(1, 5)]
+    blocks = {}
+    for row in ws.iter_rows(min_row=2, values_only=True):
+        if row[0] and row[1] is None:
+            current = blocks.setdefault(row[0], [])
+        elif row[0] and row[0] != "项目":
+            current.append(row[:2])
+    assert blocks["各单位报送情况"] == [("按时报送", 1), ("逾期报送", 1), ("报送未通过", 1), ("未报送", 1)]
+    assert blocks["激励和惩戒措施"] == [("告知承诺", 2), ("限制参与政府采购", 2), ("从严审核", 1)]
+    assert all(n > 0 for rows in blocks.values() for _label, n in rows)
+    for chart in charts:
+        axis = chart.y_axis
+        assert axis.majorUnit == int(axis.majorUnit) >= 1 and axis.number_format.formatCode == "0"
+        assert axis.scaling.min == 0 and axis.scaling.max % axis.majorUnit == 0
+        assert chart.dataLabels.showVal and not chart.dataLabels.showCatName
+        assert (chart.anchor.ext.width, chart.anchor.ext.height) == (20 * 360_000, 15 * 360_000)  # cm, in EMU
+
+
+@pytest.mark.parametrize("top, step", [(1, 1), (8, 1), (9, 2), (17, 5), (43, 10), (100, 20), (1300, 200)])
+def test_axis_steps_are_whole_numbers_with_at_most_eight_ticks(top, step):
+    assert report.nice_step(top) == step
+
+
+# --- 零报告 and the defaults --------------------------------------------------------------------------
+
+NIL = [("本月无使用信用记录和信用报告情况",)]
+
+
+@pytest.mark.config(recipients={"digest": DIGEST_TO})
+def test_a_nil_report_is_counted_apart_everywhere(setup, tmp_path, capsys):
+    """czj files 零报告: it has filed on time, and every summary says how many of those were nil."""
+    on_time = dt.datetime(2026, 11, 20, 10, 0, tzinfo=CST)
+    for sender, rows, unit in (("scjgj@example.gov.cn", factory.GOOD_ROWS, "赞皇县市场监督管理局"),
+                               ("czj@example.gov.cn", NIL, "赞皇县财政局")):
+        setup.account.append(factory.mail(sender=sender, date=on_time, attachments=(
+            ("情况清单.xlsx", factory.checklist_xlsx(rows, unit=unit), factory.XLSX),)), date=on_time)
+    with time_machine.travel(on_time + dt.timedelta(minutes=5), tick=False):
+        setup.poll()
+    setup.smtp.clear()
+    now = dt.datetime(2026, 11, 26, 9, 0, tzinfo=CST)
+    assert {d["id"]: (d["state"], d["nil_report"]) for d in status(setup.engine, setup.office, PERIOD)} == \
+        {"scjgj": ("filed", False), "czj": ("filed", True), "zhz": ("missing", False)}
+
+    month = digest.load_month(setup.engine, setup.office, PERIOD, now)
+    assert (month.count("filed"), month.nil_reports) == (2, 1)
+    wb = openpyxl.load_workbook(io.BytesIO(report.workbook(month)))
+    filings = {r[0]: r for r in wb["报送情况"].iter_rows(min_row=3, max_row=5, values_only=True)}
+    assert (filings["赞皇县财政局"][1], filings["赞皇县财政局"][6]) == ("已按时报送", "是")
+    assert filings["赞皇县市场监督管理局"][6] is None
+    assert any(r[0] and "已报送的单位中零报告1个" in r[0] for r in wb["报送情况"].iter_rows(min_row=6, values_only=True))
+    year = {r[0]: r for r in wb["年度报送情况"].iter_rows(min_row=3, max_row=5, values_only=True)}
+    assert year["赞皇县财政局"][11:14] == ("零报告", 1, 1)
+    charts = {r[0]: r[1] for r in wb["图表"].iter_rows(min_row=4, max_row=8, values_only=True) if r[0]}
+    assert (charts["按时报送"], charts["零报告"], charts["未报送"]) == (1, 1, 1)
+
+    draft = digest.tongbao_draft(setup.office, month)
+    paragraphs = [p.text for p in docx.Document(io.BytesIO(draft[1])).paragraphs]
+    assert "截至2026年11月26日，应报送单位3个，按时报送2个（其中零报告1个）；未按要求报送1个，其中未报送1个。" \
+        in paragraphs  # kinds with no department are not read out
+    assert digest.queue_monthly(setup.engine, setup.office, PERIOD, now)
+    runner.deliver(setup.engine, setup.office)
+    [mail] = setup.smtp.messages
+    assert "已报送的单位中，零报告（当月无使用信用记录和信用报告情况）1个。" in html_of(mail)
+
+    assert main(["--config", str(setup.config_path), "status", "--period", PERIOD]) == 0
+    assert "其中零报告1个" in capsys.readouterr().out
+
+
+def test_digest_on_the_first_of_december_is_novembers(november, tmp_path, capsys):
+    """The issue's case: `mailbot digest` on 1 December without --period meant December, whose
+    draft named every department before any deadline."""
+    out = tmp_path / "out"
+    with time_machine.travel(dt.datetime(2026, 12, 1, 10, 0, tzinfo=CST), tick=False):
+        assert main(["--config", str(november.config_path), "digest", "--out", str(out)]) == 0
+    assert sorted(f.name for f in out.iterdir()) == [
+        "2026年11月情况清单汇总.xlsx", "关于2026年11月行政管理事项中使用信用记录和信用报告情况清单报送情况的通报（草稿）.docx"]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_tongbao_for_a_month_still_open_is_refused_unless_forced(november, tmp_path, capsys):
+    out, forced = tmp_path / "out", tmp_path / "forced"
+    with time_machine.travel(dt.datetime(2026, 11, 23, 10, 0, tzinfo=CST), tick=False):
+        assert main(["--config", str(november.config_path), "digest", "--period", PERIOD, "--out", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert [f.name for f in out.iterdir()] == ["2026年11月情况清单汇总.xlsx"]
+        assert "2026年11月的报送截止日（2026年11月25日）尚未过去" in err and "不生成通报草稿" in err
+        assert "--force" in err
+        assert main(["--config", str(november.config_path), "digest", "--period", PERIOD, "--out", str(forced),
+                     "--force"]) == 0
+        assert capsys.readouterr().err == ""
+    assert len(list(forced.iterdir())) == 2
+    wb = openpyxl.load_workbook(out / "2026年11月情况清单汇总.xlsx")
+    assert wb["汇总"]["A1"].value.endswith("（截至2026年11月23日10时，报送截止日前的统计）")
+    assert [c.value for c in wb["年度报送情况"][2]][11] == "11月（未截止）"

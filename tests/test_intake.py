@@ -125,10 +125,10 @@ def test_unexpected_error_quarantines_one_message_and_the_next_is_processed(setu
 
     real_parse = checklist.parse
 
-    def exploding(book):  # a reader bug, for one attachment only
+    def exploding(book, *args, **kwargs):  # a reader bug, for one attachment only
         if book.filename == "boom.xlsx":
             raise RuntimeError("reader bug")
-        return real_parse(book)
+        return real_parse(book, *args, **kwargs)
 
     monkeypatch.setattr(checklist, "parse", exploding)
     setup.account.append(factory.mail(attachments=(("boom.xlsx", None, factory.XLSX),)))
@@ -160,7 +160,7 @@ def test_poll_once_and_status_from_the_command_line(setup, capsys):
     by_id = {d["id"]: d for d in data}
     assert by_id["scjgj"] | {"sent": None, "filed_at": None} == {
         "id": "scjgj", "name": "赞皇县市场监督管理局", "state": "filed", "rows": 3, "submissions": 1,
-        "sent": None, "filed_at": None}
+        "nil_report": False, "sent": None, "filed_at": None}
     assert by_id["czj"]["state"] == "filed" and by_id["czj"]["submissions"] == 1
 
 
@@ -179,3 +179,72 @@ def test_receipt_is_queued_in_the_same_transaction_and_delivered_once(setup):
     assert len(setup.smtp.messages) == 1
     raw_id = email.message_from_bytes(setup.smtp.messages[0].raw, policy=email.policy.default)["Message-ID"]
     assert raw_id == f"<{queued.message_id}>"
+
+
+def test_receipt_names_the_sheet_of_a_workbook_kept_for_the_year(setup):
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data" / "checklists"
+    setup.account.append((data / "year_sheets.eml").read_bytes(), date=factory.ON_TIME)
+    setup.poll()
+    [receipt] = setup.smtp.messages
+    text = body_text(receipt)
+    assert "（附件“2026年情况清单.xlsx”，工作表“11月”），共3条记录" in text
+    assert "附件中有3个工作表填有清单表格，本次读取的是与报送月份对应的工作表“11月”，其他工作表未予读取。" in text
+    assert "本次报送按工作表名称计入2026年11月。" in text
+    [sub] = setup.rows(Submission)
+    assert (sub.sheet, sub.period, sub.period_source, sub.row_count) == ("11月", "2026-11", "sheet", 3)
+
+
+def test_rows_of_other_months_are_one_line_in_the_receipt(setup):
+    from pathlib import Path
+
+    data = (Path(__file__).parent / "data" / "checklists" / "other_months.xlsx").read_bytes()
+    setup.account.append(factory.mail(attachments=(("全年清单.xlsx", data, factory.XLSX),)))
+    setup.poll()
+    text = body_text(setup.smtp.messages[0])
+    assert "已予受理" in text and "共7条记录" in text
+    assert ("1. 工作表“清单”中有4行记录的日期不在本次报送所属的2026年11月内：2026年9月1行（第6行）；"
+            "2026年10月3行（第7、8、9行）。请核对这些日期；") in text
+    assert "不在本次报送所属的2026年11月内，请核对" not in text  # no line per row
+    [sub] = setup.rows(Submission)
+    assert [p["row"] for p in sub.problems] == [6, 7, 8, 9]  # stored per row, for the annotated copy and digests
+
+
+CHECKLISTS = __import__("pathlib").Path(__file__).parent / "data" / "checklists"
+
+
+def test_two_months_in_one_mail_are_two_submissions_and_one_receipt(setup):
+    setup.account.append((CHECKLISTS / "two_months.eml").read_bytes(), date=factory.ON_TIME)
+    setup.poll()
+    subs = sorted(setup.rows(Submission), key=lambda s: s.period)
+    assert [(s.period, s.filename, s.accepted, s.late, s.row_count) for s in subs] == [
+        ("2026-10", "10月情况清单.xlsx", True, True, 2), ("2026-11", "11月情况清单.xlsx", True, False, 3)]
+    [receipt] = setup.smtp.messages
+    text = body_text(receipt)
+    assert receipt.message["Subject"].startswith("回执：【已受理】")
+    assert "其中有2份情况清单，已分别登记如下：" in text
+    assert "1. 附件“10月情况清单.xlsx”（工作表“10月”），按附件名称计入2026年10月：已予受理，共2条记录；晚于2026年10月25日的截止时间，已记为逾期报送。" in text
+    assert "2. 附件“11月情况清单.xlsx”（工作表“情况清单”），按附件名称计入2026年11月：已予受理，共3条记录。" in text
+    [msg] = setup.rows(Message)
+    assert msg.status == "accepted"
+
+
+def test_of_two_files_for_one_month_the_valid_one_is_filed_and_the_receipt_says_so(setup):
+    setup.account.append((CHECKLISTS / "same_month_twice.eml").read_bytes(), date=factory.ON_TIME)
+    setup.poll()
+    [sub] = setup.rows(Submission)
+    assert (sub.filename, sub.accepted, sub.row_count) == ("情况清单（修改）.xlsx", True, 3)
+    text = body_text(setup.smtp.messages[0])
+    assert ("附件“情况清单.xlsx”、“情况清单（修改）.xlsx”均为2026年11月的清单，本次采用通过校验的附件“情况清单（修改）.xlsx”，"
+            "另一份未予登记。") in text
+
+
+def test_our_annotated_copy_sent_back_with_the_correction_is_not_read(setup):
+    setup.account.append((CHECKLISTS / "reply_with_annotated.eml").read_bytes(), date=factory.ON_TIME)
+    setup.poll()
+    [sub] = setup.rows(Submission)
+    assert (sub.filename, sub.accepted) == ("情况清单.xlsx", True)
+    [receipt] = setup.smtp.messages
+    assert "附件“情况清单（问题标注）.xlsx”是本系统此前发回的问题标注版，未作为清单读取。" in body_text(receipt)
+    assert [p.get_filename() for p in receipt.message.iter_attachments()] == []

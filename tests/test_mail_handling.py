@@ -48,6 +48,21 @@ def test_every_mail_shape_parses(name, sender, subject, attachments, classified)
     assert message.classify(mail, **OWN) == classified
 
 
+GBK_ONLY = ("gb2312_label_rfc2047.eml", "gb2312_label_rfc2231.eml", "gbk_raw_8bit.eml")
+GBK_NAME = "赞皇县市场监督管理局11月情况清单（王珺、李喆）.xlsx"
+GBK_SUBJECT = "关于王珺、李喆报送2026年11月情况清单"
+
+
+@pytest.mark.parametrize("name", GBK_ONLY)
+def test_gbk_only_characters_under_a_gb2312_label_come_through(name):
+    """镕, 珺, 喆 are GBK, not GB2312: RFC 2047 words, RFC 2231 sections cut inside a character, raw
+    8-bit bytes and the body are all read as GB18030."""
+    mail = message.parse(fixture(name))
+    assert (mail.sender, mail.sender_name, mail.subject) == ("scjgj@example.gov.cn", "朱镕", GBK_SUBJECT)
+    assert [a.filename for a in mail.attachments] == [GBK_NAME]
+    assert mail.text == "您好，附件为王珺、李喆整理的11月份情况清单，请查收。朱镕"
+
+
 def test_forwarded_attachment_is_marked_forwarded():
     [att] = message.parse(fixture("forwarded.eml")).attachments
     assert att.forwarded and att.data.startswith(b"PK\x03\x04")
@@ -87,6 +102,19 @@ def test_checklists_in_every_wrapping_are_accepted_with_their_original_name(setu
     assert f"附件“{NAME}”" in receipt.message.get_body(("plain",)).get_content()
     [sub] = setup.rows(Submission)
     assert sub.accepted and sub.filename == NAME and sub.row_count == 3
+
+
+@pytest.mark.parametrize("name", GBK_ONLY)
+def test_gbk_only_names_are_intact_in_the_store_and_the_receipt(setup, name):
+    setup.account.append(fixture(name), date=factory.ON_TIME)
+    setup.poll()
+    [receipt] = setup.smtp.messages
+    assert receipt.message["Subject"] == f"回执：【已受理】{GBK_SUBJECT}"
+    assert f"附件“{GBK_NAME}”" in receipt.message.get_body(("plain",)).get_content()
+    assert receipt.message.get_body(("plain",)).get_content().count("\ufffd") == 0
+    [sub] = setup.rows(Submission)
+    [msg] = setup.rows(Message)
+    assert (sub.filename, msg.subject, msg.sender) == (GBK_NAME, GBK_SUBJECT, "scjgj@example.gov.cn")
 
 
 @pytest.mark.parametrize("name, reason", [

@@ -72,7 +72,7 @@ def test_replay_reruns_an_archived_message_with_the_current_rules(setup, monkeyp
     from mailbot import checklist
 
     real = checklist.parse
-    monkeypatch.setattr(checklist, "parse", lambda book: (_ for _ in ()).throw(RuntimeError("old bug")))
+    monkeypatch.setattr(checklist, "parse", lambda book, *a, **k: (_ for _ in ()).throw(RuntimeError("old bug")))
     setup.account.append(factory.mail(message_id="<bug@example.gov.cn>"), date=factory.ON_TIME)
     setup.poll()
     [m] = setup.rows(Message)

@@ -464,3 +464,16 @@ def test_reporting_period_subject_then_report_date_then_received(subject, report
 def test_reporting_period_without_a_checklist():
     assert rules.reporting_period("回复：通知", None, dt.date(2026, 11, 20)) == ("2026-11", "received")
     assert rules.reporting_period("10月份清单", None, dt.date(2026, 11, 20)) == ("2026-10", "subject")
+
+
+def test_rows_of_other_months_summarised_in_one_problem():
+    from mailbot.errors import Problem
+
+    def late(row):
+        return Problem("date_outside_period", f"第{row}行……", "warning", "清单", row, "C")
+    other = Problem("measure_empty", "措施未填写", "warning", "清单", 3, "E")
+    days = {r: dt.date(2026, 10 if r < 15 else 9, 1) for r in range(2, 20)}
+    [summary, kept] = rules.summarise_other_months([late(r) for r in range(2, 14)] + [other], days, "2026-11")
+    assert kept == other and summary.row is None and summary.severity == "warning"
+    assert "有12行记录的日期不在本次报送所属的2026年11月内：2026年10月12行（第2、3、4、5、6、7、8、9、10、11行等）" in summary.message
+    assert rules.summarise_other_months([late(2), other], days, "2026-11") == [late(2), other]  # one row: as it is

@@ -20,7 +20,7 @@ import time_machine
 from rich.console import Console
 from sqlalchemy import select
 
-from mailbot import config as config_mod, letters, runner, schedule, store, workdays
+from mailbot import config as config_mod, digest, letters, obligations, runner, schedule, store, workdays
 from mailbot.cli import main
 from mailbot.daemon import Daemon, exclusive
 from mailbot.models import Message, Outgoing, Submission
@@ -204,7 +204,7 @@ def test_a_whole_month_of_ticks(mailbox_account, smtp_server, tmp_var, frozen, m
     assert "并转发至：xwb@example.gov.cn" in body
     draft = docx.Document(io.BytesIO(attachments(tb)[
         "关于2026年11月行政管理事项中使用信用记录和信用报告情况清单报送情况的通报（草稿）.docx"]))
-    [table] = draft.tables
+    table, _colophon = draft.tables  # the list, the 版记
     assert [[c.text for c in row.cells][1:3] for row in table.rows[1:]] == [
         [NAME["zhz"], "未报送"], [NAME["czj"], "报送未通过"], [NAME["jtj"], "逾期报送"]]
 
@@ -309,12 +309,12 @@ def test_reminders_and_notices_around_the_national_day_week_of_2026(world):
     """Sunday 20 September and Saturday 10 October are 调休 workdays; 1-7 October is off."""
     w = world(reminder_days=[3, 10, 20, 24])
     sched = w.office.schedule
-    assert schedule.reminder_dates("2026-09", sched) == {
+    assert obligations.reminder_dates("2026-09", sched) == {
         3: dt.date(2026, 9, 3), 10: dt.date(2026, 9, 10), 20: dt.date(2026, 9, 20), 24: dt.date(2026, 9, 24)}
-    assert schedule.reminder_dates("2026-10", sched) == {
+    assert obligations.reminder_dates("2026-10", sched) == {
         3: dt.date(2026, 10, 8),  # the previous workday is in September: the first workday after the holiday
         10: dt.date(2026, 10, 10), 20: dt.date(2026, 10, 20), 24: dt.date(2026, 10, 23)}
-    assert schedule.notice_date("2026-09", sched) == dt.date(2026, 9, 28)  # Saturday the 26th -> Monday
+    assert obligations.notice_date("2026-09", sched) == dt.date(2026, 9, 28)  # Saturday the 26th -> Monday
     w.file("scjgj", "2026-09", at(2026, 8, 31, 10))  # watching since August; scjgj filed September early
     t = at(2026, 9, 1)
     while t < at(2026, 10, 31):
@@ -336,7 +336,7 @@ def test_reminders_and_notices_around_the_national_day_week_of_2026(world):
 
 def test_a_weekend_20th_moves_to_friday(world):
     w = world()
-    assert schedule.reminder_dates("2026-12", w.office.schedule) == {20: dt.date(2026, 12, 18), 24: dt.date(2026, 12, 24)}
+    assert obligations.reminder_dates("2026-12", w.office.schedule) == {20: dt.date(2026, 12, 18), 24: dt.date(2026, 12, 24)}
     assert w.step(at(2026, 12, 18, 8, 59)) == []
     queued = w.step(at(2026, 12, 18, 9))
     assert [q.key for q in queued] == [f"reminder:{d}:2026-12:20" for d in ("scjgj", "czj", "zhz", "jtj", "new")]
@@ -346,15 +346,40 @@ def test_a_weekend_20th_moves_to_friday(world):
 def test_a_deadline_moved_past_a_holiday_moves_the_notice_too(world):
     moved = world(deadline_moves_on_holiday=True).office.schedule
     fixed = world().office.schedule
-    assert schedule.notice_date("2026-10", fixed) == dt.date(2026, 10, 26)  # Sunday 25th stays the deadline
-    assert schedule.notice_date("2026-10", moved) == dt.date(2026, 10, 27)  # deadline Monday 26th
+    assert obligations.notice_date("2026-10", fixed) == dt.date(2026, 10, 26)  # Sunday 25th stays the deadline
+    assert obligations.notice_date("2026-10", moved) == dt.date(2026, 10, 27)  # deadline Monday 26th
+
+
+def test_a_digest_sent_by_hand_on_a_saturday_notice_day_leaves_mondays_scheduled_digest(world):
+    """Saturday 26 December 2026: the notices, the 通报 and the monthly digest move to Monday the
+    28th. A clerk's `digest --send` on the Saturday is an interim digest (its own key); the
+    scheduled one still goes out on Monday, built as of Monday."""
+    w = world()
+    w.file("scjgj", "2026-12", at(2026, 12, 1, 10))  # watching since December
+    w.file("czj", "2026-12", at(2026, 12, 27, 15))  # late, over the weekend
+    assert obligations.notice_date("2026-12", w.office.schedule) == dt.date(2026, 12, 28)
+    saturday = at(2026, 12, 26, 10)
+    w.traveller.move_to(saturday)
+    printed = []
+    assert digest.command(w.engine, w.office, "2026-12", w.var / "out", send=True, now=saturday,
+                          out=printed.append) == 0
+    assert "queued digest:2026-12:2026-12-26 -> leader@example.test" in printed
+    w.record(saturday)
+    assert w.step(at(2026, 12, 26, 10, 5)) == []  # the weekend: nothing scheduled is due
+    queued = w.step(at(2026, 12, 28, 9))
+    assert "digest:2026-12" in [q.key for q in queued]
+    with store.reading(w.engine) as s:
+        digests = s.exec(select(Outgoing).where(Outgoing.kind == "digest").order_by(Outgoing.id)).scalars().all()
+    assert [(d.key, d.status) for d in digests] == [("digest:2026-12:2026-12-26", "sent"), ("digest:2026-12", "sent")]
+    assert "（截至2026年12月26日）" in digests[0].subject and "截至" not in digests[1].subject
+    assert "逾期1个" in digests[1].subject and "逾期0个" in digests[0].subject  # Monday's counts czj's Sunday filing
 
 
 def test_a_year_the_calendar_does_not_know_falls_back_to_monday_friday(world, caplog, monkeypatch):
     monkeypatch.setattr(workdays, "_warned_years", set())
     caplog.set_level(logging.WARNING, logger="mailbot.workdays")
     w = world()
-    assert schedule.reminder_dates("2027-03", w.office.schedule) == {20: dt.date(2027, 3, 19), 24: dt.date(2027, 3, 24)}
+    assert obligations.reminder_dates("2027-03", w.office.schedule) == {20: dt.date(2027, 3, 19), 24: dt.date(2027, 3, 24)}
     w.file("scjgj", "2027-03", at(2027, 3, 1, 10))
     w.step(at(2027, 3, 19, 9))
     assert [r for _t, _k, r in w.sent("reminder")] == [ADDRESS[d] for d in ("czj", "zhz", "jtj", "new")]

@@ -181,3 +181,13 @@ def test_detectors_never_raise(text):
     assert set(detect_channels(text)) <= set(CHANNELS)
     assert set(detect_lists(text)) <= set(LISTS)
     assert detect_field(text) in (None, *FIELDS)
+
+
+@pytest.mark.parametrize("text", [
+    "经信用中国、中国执行信息公开网查询，该公司列入失信被执行人", "查询信用石家庄，无不良记录", "", "重大税收违法案件当事人 政府采购网",
+    "信用中国 严重违法失信名单", "列入政府采购严重违法失信行为记录名单",
+])
+def test_channels_and_lists_at_once_equal_each_alone(text):
+    from mailbot.vocabulary import detect_channels, detect_channels_and_lists, detect_lists
+
+    assert detect_channels_and_lists(text) == (detect_channels(text), detect_lists(text))

@@ -5,6 +5,7 @@ import csv
 import datetime as dt
 import io
 import random
+import re
 import resource
 import struct
 import subprocess
@@ -452,6 +453,178 @@ def test_row_numbered_a_billion_does_not_spin():
     assert codes(rejected(tiny_xlsx(f"{SST}<si><t>x</t></si></sst>".encode(), sheet), "a.xlsx")) == ["too_many_rows"]
 
 
+# ---------------------------------------------------------------- calamine in this process, and what never reaches it
+
+NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+X_SST = f"{SST}<si><t>x</t></si></sst>".encode()
+
+
+def sheet_xml(cells: str, attrs: str = "") -> bytes:
+    return f"<worksheet {NS}{attrs}><sheetData>{cells}</sheetData></worksheet>".encode()
+
+
+@pytest.fixture
+def no_calamine(monkeypatch):
+    """calamine must not be called in this process (a failed Rust allocation aborts it)."""
+    import python_calamine
+
+    def refuse(*_a, **_k):
+        raise AssertionError("calamine called in-process")
+    monkeypatch.setattr(python_calamine.CalamineWorkbook, "from_filelike", refuse)
+
+
+@pytest.fixture
+def no_openpyxl(monkeypatch):
+    import mailbot.workbook
+
+    def refuse(*_a, **_k):
+        raise AssertionError("openpyxl called")
+    monkeypatch.setattr(mailbot.workbook.openpyxl, "load_workbook", refuse)
+
+
+def test_plain_xlsx_is_read_by_calamine_not_openpyxl(no_openpyxl):
+    sheet = read(fixture("official.xlsx"), "清单.xlsx", LIMITS).sheets[0]
+    assert sheet.rows[4] == HEADER and sheet.merged == [(1, 1, 1, 5)] and sheet.active
+    assert sheet.rows[3] == ("报送日期：", dt.datetime(2026, 11, 20))  # a datetime, as openpyxl gives it
+
+
+def test_calamine_and_openpyxl_give_the_same_cells(monkeypatch):
+    """Every committed .xlsx: the same rows, merges, hidden and active flags from both readers."""
+    import mailbot.workbook
+
+    names = sorted(Path(DATA.parent).glob("*/*.xlsx"))
+    assert len(names) >= 15
+    fast = {p: read(p.read_bytes(), p.name, LIMITS) for p in names}
+    monkeypatch.setattr(mailbot.workbook, "_ODD_CELL", re.compile(rb"<"))  # every file looks odd: openpyxl reads it
+    for p in names:
+        careful = read(p.read_bytes(), p.name, LIMITS)
+        assert careful.sheets == fast[p].sheets, p
+
+
+@pytest.mark.parametrize("why, data, outcome", [
+    ("a value at XFD1048576: calamine allocates every cell up to it",
+     tiny_xlsx(X_SST, sheet_xml('<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+                                '<row r="1048576"><c r="XFD1048576" t="s"><v>0</v></c></row>')), "too_many_rows"),
+    ("a value in the column after the limit", tiny_xlsx(X_SST, sheet_xml('<row r="1"><c r="AY1" t="s"><v>0</v></c></row>')),
+     "too_many_columns"),
+    ("sharedStrings announcing 4 trillion strings: calamine reserves room for them",
+     tiny_xlsx(X_SST.replace(b'uniqueCount="1"', b'uniqueCount="4000000000000"')), [("x",)]),
+    ("cells without a position: calamine counts them itself",
+     tiny_xlsx(X_SST, sheet_xml('<row><c t="s"><v>0</v></c><c t="s"><v>0</v></c></row>')), [("x", "x")]),
+    ("a prefixed cell: calamine reads <x:c> as a cell",
+     tiny_xlsx(X_SST, f'<x:worksheet {NS.replace("xmlns", "xmlns:x")}><x:sheetData><x:row r="1"><x:c r="B1" t="s">'
+                      '<x:v>0</x:v></x:c></x:row></x:sheetData></x:worksheet>'.encode()), [(None, "x")]),
+])
+def test_what_calamine_cannot_bound_is_read_by_openpyxl(no_calamine, why, data, outcome):
+    if isinstance(outcome, str):
+        assert codes(rejected(data, "a.xlsx")) == [outcome], why
+    else:
+        assert read(data, "a.xlsx", LIMITS).sheets[0].rows == outcome, why
+
+
+def test_calamine_does_abort_on_those_files():
+    """Why the scan exists: in a child with 2 GB of address space, calamine kills the process."""
+    far = tiny_xlsx(X_SST, sheet_xml('<row r="1"><c r="A1" t="s"><v>0</v></c></row>'
+                                     '<row r="1048576"><c r="XFD1048576" t="s"><v>0</v></c></row>'))
+    strings = tiny_xlsx(X_SST.replace(b'uniqueCount="1"', b'uniqueCount="4000000000000"'))
+    code = ("import io, resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+            "from python_calamine import CalamineWorkbook\n"
+            "CalamineWorkbook.from_filelike(io.BytesIO(sys.stdin.buffer.read())).get_sheet_by_index(0).to_python()")
+    for data in (far, strings):
+        child = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=60)
+        assert child.returncode < 0 and b"memory allocation" in child.stderr
+
+
+def test_a_tag_cut_at_a_chunk_boundary_is_not_odd(no_openpyxl):
+    """The scan reads 64 KiB at a time: '<c r="A1"' cut after '<c ' must not send the file to openpyxl."""
+    rows = "".join(f'<row r="{i}"><c r="A{i}" t="s"><v>0</v></c></row>' for i in range(1, 20001))
+    data = tiny_xlsx(X_SST, sheet_xml(rows))
+    assert len(read(data, "a.xlsx", LIMITS).sheets[0].rows) == 20000
+
+
+# ---------------------------------------------------------------- other programs' formats
+
+CHECKLISTS = DATA.parent / "checklists"
+
+
+def office_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, body in members.items():
+            zf.writestr(name, body)
+    return buf.getvalue()
+
+
+OTHER_FORMATS = {  # name -> (bytes, kind, words the message must hold)
+    "清单.doc": ((CHECKLISTS / "word97.doc").read_bytes(), "doc", "Word 97-2003文档（.doc）"),
+    "清单.odt": (office_zip({"mimetype": b"application/vnd.oasis.opendocument.text", "content.xml": b"<x/>"}), "odt",
+                "OpenDocument文本文档"),
+    "汇报.pptx": (office_zip({"[Content_Types].xml": b"<x/>", "ppt/presentation.xml": b"<x/>"}), "presentation", "演示文稿"),
+    "清单.rar": (b"Rar!\x1a\x07\x01\x00" + bytes(64), "archive", "RAR或7z格式的压缩包"),
+    "清单.7z": (b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(64), "archive", "RAR或7z格式的压缩包"),
+    "扫描件.pdf": (b"%PDF-1.4 ...", "pdf", "PDF文件"),
+    "照片.bmp": (b"BM" + bytes(64), "image", "是图片"),
+    "照片.tif": (b"II*\x00" + bytes(64), "image", "是图片"),
+}
+
+
+@pytest.mark.parametrize("name", OTHER_FORMATS)
+def test_a_healthy_file_of_another_kind_is_named_never_called_damaged(name):
+    data, kind, words = OTHER_FORMATS[name]
+    assert sniff(data) == kind
+    [problem] = rejected(data, name).problems
+    assert problem.code == "not_a_table" and words in problem.message and name in problem.message
+    assert "损坏" not in problem.message
+
+
+def test_ods_and_wps_et_are_read(no_openpyxl):
+    ods = read((CHECKLISTS / "official.ods").read_bytes(), "清单.ods", LIMITS)
+    assert ods.kind == "ods" and [s.name for s in ods.sheets] == ["情况清单", "填报说明"]
+    assert [s.active for s in ods.sheets] == [True, False]  # settings.xml names the active table
+    assert ods.sheets[0].rows[3] == ("报送日期：", dt.datetime(2026, 11, 20))
+    et = read((CHECKLISTS / "official.et").read_bytes(), "清单.et", LIMITS)
+    assert et.kind == "xls" and et.sheets[0].rows[2] == HEADER
+
+
+def test_ods_is_held_to_the_zip_limits_and_refuses_a_dtd():
+    ods = (CHECKLISTS / "official.ods").read_bytes()
+    evil = rewrite_zip(ods, {"content.xml": lambda b: b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+                             + b.split(b"?>", 1)[1]})
+    assert sniff(evil) == "ods" and codes(rejected(evil, "a.ods")) == ["unreadable"]
+    assert codes(rejected(ods, "a.ods", Limits(max_uncompressed_bytes=10_000))) == ["zip_bomb"]
+    assert codes(rejected(ods, "a.ods", Limits(max_rows=5))) == ["too_many_rows"]
+
+
+def tnef_of(files):
+    sys.path.insert(0, str(DATA.parent))
+    from make_checklists import tnef
+
+    return tnef(files)
+
+
+def test_winmail_dat_is_unwrapped_like_a_zip():
+    from mailbot.workbook import tnef_files
+
+    data = (CHECKLISTS / "winmail.dat").read_bytes()
+    assert sniff(data) == "tnef"
+    assert [n for n, _ in tnef_files(data, "winmail.dat", LIMITS)] == ["市场监管局2026年11月情况清单.xlsx", "图片1.png"]
+    book = read(data, "winmail.dat", LIMITS)
+    assert book.kind == "tnef" and [s.name for s in book.sheets] == [
+        "市场监管局2026年11月情况清单.xlsx:情况清单", "市场监管局2026年11月情况清单.xlsx:填报说明"]
+
+
+def test_winmail_dat_file_names_in_gbk_and_its_limits():
+    from mailbot.workbook import tnef_files
+
+    data = tnef_of([("报表.xlsx", fixture("official.xlsx"))])
+    without_long_name = data[: data.rindex(struct.pack("<BI", 2, 0x00069005))]  # the MAPI long name dropped
+    assert [n for n, _ in tnef_files(without_long_name, "winmail.dat", LIMITS)] == ["报表~1.XLS"]  # the GBK 8.3 title
+    assert codes(rejected(data[:-7], "winmail.dat")) == ["unreadable"]  # cut short
+    many = tnef_of([(f"{i}.csv", b"a,b\n") for i in range(3)])
+    assert codes(rejected(many, "winmail.dat", Limits(max_zip_members=2))) == ["too_many_files"]
+    assert codes(rejected(tnef_of([("图.png", b"\x89PNG\r\n\x1a\n")]), "winmail.dat")) == ["not_a_table"]
+
+
 # ---------------------------------------------------------------- zip bombs
 
 def test_zip_bomb_with_honest_header():
@@ -584,3 +757,13 @@ def test_any_damaged_file_reads_or_is_rejected(name, flips):
 @given(st.binary(max_size=2048))
 def test_any_bytes_read_or_are_rejected(data):
     outcome(data, "x", LIMITS)
+
+
+@pytest.mark.parametrize("ref, beyond", [
+    ("AX1", False), ("AY1", True), ("ay1", True), ("ZZ1", True), ("AAA1", True), ("E50000", False),
+    ("E50001", True), ("a100000", True), ("XFD1048576", True), ("A1", False), ("Z49999", False),
+])
+def test_the_scan_knows_a_reference_beyond_the_limits(ref, beyond):
+    from mailbot.workbook import _beyond
+
+    assert bool(_beyond(50_000, 50).search(f'<c r="{ref}" t="s">'.encode())) is beyond

@@ -12,7 +12,11 @@ import datetime as dt
 import email.policy
 import io
 import re
+import shutil
+import struct
+import subprocess
 import sys
+import tempfile
 import zipfile
 from email.message import EmailMessage
 from pathlib import Path
@@ -146,6 +150,74 @@ def footer_notes() -> bytes:
             ["备注：福源公司已补充材料。"], ["说明：无"],
             ["报送人：", PERSON, None, "联系电话：", "0311-84225051"]]
     return xlsx(rows, merges=["A1:E1", "A13:E13", "A14:E14", "A15:E15"], dates=["B3", "C7"])
+
+
+def two_row_header() -> bytes:
+    """The header over two rows: the first three titles merged down over both, a group title merged
+    across the last two columns above their own titles; Alt+Enter breaks and spaces inside titles."""
+    rows = [[TITLE], ["单位：", DEPT], ["报送人：", PERSON], ["报送日期：", SENT],
+            ["市场主体（自然人）\n名称", "行政管理\n事项 名称", "日  期", "信用记录和信用报告使用情况", None],
+            [None, None, None, "使用信用记录\n或报告情况", "使用的激励或\n惩戒措施"], *ROWS]
+    return xlsx(rows, merges=["A1:E1", "A5:A6", "B5:B6", "C5:C6", "D5:E5"], dates=["B4", "C7"])
+
+
+OCTOBER = [  # rows of October, for the workbooks kept for the whole year
+    ["赞皇县旧账商贸有限公司", "食品经营许可证核发", dt.datetime(2026, 10, 9), "经信用中国查询，无失信记录", "无"],
+    ["赞皇县秋实农业有限公司", "政府采购供应商资格审查", "2026年10月21日", "经信用中国查询，无失信记录", "告知承诺"],
+]
+
+
+def _year_book(months: dict[str, list], active: str) -> bytes:
+    """One sheet per month, each the official layout with its own 报送日期; `active` open when saved."""
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for title, rows in months.items():
+        month = int(title.rstrip("月"))
+        sent = dt.datetime(2026, month, 20) if rows else "  年  月  日"
+        ws = _fill(wb.create_sheet(title), official_rows(rows=rows)[:3] + [["报送日期：", sent], list(HEADER), *rows])
+        ws.merge_cells("A1:E1")
+        ws["B4"].number_format = "yyyy-mm-dd"
+        for r in range(6, 6 + len(rows)):
+            ws.cell(r, 3).number_format = "yyyy-mm-dd"
+    wb.active = wb.sheetnames.index(active)
+    return _save(wb)
+
+
+def year_sheets() -> bytes:
+    """The workbook kept for the year: 10月 and 11月 filled, 12月 prepared but empty; saved while 10月 was open."""
+    return _year_book({"10月": OCTOBER, "11月": ROWS, "12月": []}, active="10月")
+
+
+def year_late() -> bytes:
+    """October filed late in November: 10月 filled and open, 11月 prepared but still empty."""
+    return _year_book({"10月": OCTOBER, "11月": []}, active="10月")
+
+
+def october_only() -> bytes:
+    """Last month's file sent again: one sheet, named 10月, with October's rows."""
+    return _year_book({"10月": OCTOBER}, active="10月")
+
+
+def codes_spaced() -> bytes:
+    """Codes as people type them: in groups with ASCII or full-width spaces, full-width characters,
+    lower case; in the name cell and in a 统一社会信用代码（身份证号） column. Rows 9 and 10 are wrong."""
+    header = [*HEADER[:1], "统一社会信用代码（身份证号）", *HEADER[1:]]
+    rest = ROWS[0][1:]
+    rows = [
+        ["赞皇县福源食品有限公司（9135 0100 M000 100Y43）", None, *rest],
+        ["北京某科技有限公司", "９１１１　００００　８０２１　００４３３ｂ", *rest],
+        ["李四", "1101 0519 4912 3100 2x", *rest],
+        ["赞皇县丙商贸有限公司（9135 0100 M000 100Y44）", None, *rest],
+        ["王五", "110105 19490230 0021", *rest],
+    ]
+    return xlsx(official_rows(header, rows), merges=["A1:F1"], dates=["B4", "D6", "D7", "D8", "D9", "D10"])
+
+
+def other_months() -> bytes:
+    """One sheet kept all year: September's and October's rows above November's."""
+    older = [["赞皇县九月商贸有限公司", "食品经营许可证核发", dt.datetime(2026, 9, 15), "经信用中国查询，无失信记录", "无"],
+             *OCTOBER, [OCTOBER[0][0], "招标投标资格审查", "2026.10.28", "经信用中国查询，无失信记录", "无"]]
+    return xlsx(official_rows(rows=older + ROWS), merges=["A1:E1"], dates=["B4", "C6", "C7", "C10"])
 
 
 def nil_merged() -> bytes:
@@ -351,6 +423,95 @@ def zipped() -> bytes:
     return buf.getvalue()
 
 
+# ---------------------------------------------------------------- formats of other programs
+
+def _soffice(data: bytes, suffix: str, target: str) -> bytes:
+    """`data` (a file ending in `suffix`) converted by LibreOffice, as a department's WPS or
+    LibreOffice saves it: needs `soffice` on PATH (Debian's libreoffice) to regenerate."""
+    if not shutil.which("soffice"):
+        raise SystemExit("soffice (LibreOffice) is needed to write the .ods and .doc fixtures")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / f"in{suffix}"
+        src.write_bytes(data)
+        subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp}/profile", "--convert-to", target,
+                        "--outdir", tmp, str(src)], check=True, capture_output=True, timeout=120)
+        return (Path(tmp) / f"in.{target.split(':')[0]}").read_bytes()
+
+
+def _pin_odf(data: bytes, settings: bytes | None = None) -> bytes:
+    """An OpenDocument zip with pinned dates and the stored `mimetype` first, as ODF requires."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "meta.xml":
+                body = re.sub(rb"(<(?:meta:creation-date|dc:date)>)[^<]*", rb"\g<1>2026-01-01T00:00:00", body)
+                body = re.sub(rb"<meta:generator>[^<]*</meta:generator>", b"", body)
+            if info.filename == "settings.xml" and settings is not None:
+                body = settings
+            if info.filename.startswith("Thumbnails/"):
+                continue
+            kind = zipfile.ZIP_STORED if info.filename == "mimetype" else zipfile.ZIP_DEFLATED
+            dst.writestr(zipfile.ZipInfo(info.filename, FIXED), body, kind)
+    return out.getvalue()
+
+
+ODS_SETTINGS = ('<?xml version="1.0" encoding="UTF-8"?><office:document-settings '
+                'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+                'xmlns:config="urn:oasis:names:tc:opendocument:xmlns:config:1.0" office:version="1.3"><office:settings>'
+                '<config:config-item-set config:name="ooo:view-settings"><config:config-item-map-indexed config:name="Views">'
+                '<config:config-item-map-entry><config:config-item config:name="ViewId" config:type="string">view1'
+                '</config:config-item><config:config-item config:name="ActiveTable" config:type="string">情况清单'
+                '</config:config-item></config:config-item-map-entry></config:config-item-map-indexed>'
+                '</config:config-item-set></office:settings></office:document-settings>').encode()
+
+
+def official_ods() -> bytes:
+    """The filled template saved as OpenDocument (LibreOffice; WPS saves the same format)."""
+    return _pin_odf(_soffice(template_filled(), ".xlsx", "ods"), ODS_SETTINGS)
+
+
+def official_et() -> bytes:
+    """WPS表格's own .et: the BIFF8 workbook of an .xls in an OLE file (written here by xlwt: WPS
+    itself does not run on Debian), with the header fields in one cell."""
+    return _xls([[TITLE], [f"单位：{DEPT}  报送人：{PERSON}  报送日期：2026年11月20日"], list(HEADER), *ROWS],
+                merges=["A1:E1", "A2:E2"])
+
+
+def word97_doc() -> bytes:
+    """A healthy Word 97-2003 document (the official layout as a Word table): not a format we read."""
+    return _soffice(official_docx(), ".docx", "doc:MS Word 97")
+
+
+# TNEF (MS-OXTNEF): a signature, then attributes: level, id, length, data, 16-bit sum of the data.
+def _tnef_attribute(level: int, attribute: int, data: bytes) -> bytes:
+    return struct.pack("<BII", level, attribute, len(data)) + data + struct.pack("<H", sum(data) & 0xFFFF)
+
+
+def tnef(files: list[tuple[str, bytes]], codepage: int = 936) -> bytes:
+    """winmail.dat as Outlook on Chinese Windows writes it: each file's 8.3 title in the ANSI code
+    page (GBK) and its long name as a Unicode MAPI property."""
+    out = struct.pack("<IH", 0x223E9F78, 0x2A1C)
+    out += _tnef_attribute(1, 0x00089006, struct.pack("<I", 0x00010000))  # attTnefVersion
+    out += _tnef_attribute(1, 0x00069007, struct.pack("<II", codepage, 0))  # attOemCodepage
+    out += _tnef_attribute(1, 0x00078008, b"IPM.Microsoft Mail.Note\x00")  # attMessageClass
+    for i, (name, data) in enumerate(files, 1):
+        stem, _, ext = name.rpartition(".")
+        short = f"{stem[:3]}~{i}.{ext[:3]}".upper()
+        long = name.encode("utf-16-le") + b"\x00\x00"
+        mapi = struct.pack("<IHHII", 1, 0x001F, 0x3707, 1, len(long)) + long + bytes(-len(long) % 4)
+        out += _tnef_attribute(2, 0x00069002, struct.pack("<HIHHI", 1, 0xFFFFFFFF, 0xFFFF, 0xFFFF, 0))  # attAttachRendData
+        out += _tnef_attribute(2, 0x00018010, short.encode("gbk") + b"\x00")  # attAttachTitle
+        out += _tnef_attribute(2, 0x0006800F, data)  # attAttachData
+        out += _tnef_attribute(2, 0x00069005, mapi)  # attAttachment: PR_ATTACH_LONG_FILENAME
+    return out
+
+
+def winmail_dat() -> bytes:
+    """Outlook's wrapper holding the filled template and a picture."""
+    return tnef([("市场监管局2026年11月情况清单.xlsx", template_filled()), ("图片1.png", b"\x89PNG\r\n\x1a\n" + bytes(32))])
+
+
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 XLSX = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
@@ -393,6 +554,89 @@ def with_scan_eml() -> bytes:
     return _pin_boundaries(msg)
 
 
+def tnef_eml() -> bytes:
+    """Outlook in rich-text mode: the checklist arrives inside winmail.dat (application/ms-tnef)."""
+    msg = _mail("scjgj@example.gov.cn", "2026年11月信用记录使用情况清单", "附件为本单位情况清单，请查收。",
+                "<tnef-1@example.gov.cn>", "Fri, 20 Nov 2026 10:00:00 +0800")
+    msg.add_attachment(winmail_dat(), maintype="application", subtype="ms-tnef", filename="winmail.dat")
+    return _pin_boundaries(msg)
+
+
+def doc_only_eml() -> bytes:
+    """The checklist as a Word 97 .doc: not read, and the receipt says why, naming the format."""
+    msg = _mail("scjgj@example.gov.cn", "2026年11月信用记录使用情况清单", "附件为本单位情况清单，请查收。",
+                "<doc-1@example.gov.cn>", "Fri, 20 Nov 2026 10:00:00 +0800")
+    msg.add_attachment(word97_doc(), maintype="application", subtype="msword", filename="情况清单.doc")
+    return _pin_boundaries(msg)
+
+
+def scan_only_eml() -> bytes:
+    """Only the stamped scan, no workbook."""
+    msg = _mail("scjgj@example.gov.cn", "2026年11月信用记录使用情况清单", "附件为本单位盖章扫描件。",
+                "<scanonly-1@example.gov.cn>", "Fri, 20 Nov 2026 10:00:00 +0800")
+    msg.add_attachment(PDF, maintype="application", subtype="pdf", filename="盖章扫描件.pdf")
+    msg.add_attachment(b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(64), maintype="image", subtype="jpeg", filename="照片.jpg")
+    return _pin_boundaries(msg)
+
+
+def _subject_mail(subject: str, filename: str, data: bytes, key: str) -> bytes:
+    msg = _mail("scjgj@example.gov.cn", subject, "附件为本单位情况清单，请查收。", f"<{key}@example.gov.cn>",
+                "Fri, 20 Nov 2026 10:00:00 +0800")
+    msg.add_attachment(data, maintype=XLSX[0], subtype=XLSX[1], filename=filename)
+    return _pin_boundaries(msg)
+
+
+def year_sheets_eml() -> bytes:
+    """The year's workbook, the subject naming no month: the sheet of the month it came in."""
+    return _subject_mail("信用记录使用情况清单", "2026年情况清单.xlsx", year_sheets(), "year-1")
+
+
+def year_late_eml() -> bytes:
+    """October's sheet filled late, November's still empty, no month in the subject: filed for October."""
+    return _subject_mail("信用记录使用情况清单（补报）", "2026年情况清单.xlsx", year_late(), "year-2")
+
+
+def october_only_eml() -> bytes:
+    """The subject says November, the only sheet is October's with October's rows: not accepted silently."""
+    return _subject_mail("2026年11月信用记录使用情况清单", "情况清单.xlsx", october_only(), "year-3")
+
+
+def _mail_with(subject: str, files: list[tuple[str, bytes]], key: str, body="附件为本单位情况清单，请查收。") -> bytes:
+    msg = _mail("scjgj@example.gov.cn", subject, body, f"<{key}@example.gov.cn>", "Fri, 20 Nov 2026 10:00:00 +0800")
+    for filename, data in files:
+        msg.add_attachment(data, maintype=XLSX[0], subtype=XLSX[1], filename=filename)
+    return _pin_boundaries(msg)
+
+
+def our_annotated_copy(data: bytes) -> bytes:
+    """The marked-up copy mailbot's error receipt carries, made by mailbot itself."""
+    from mailbot import annotate, checklist, rules, workbook
+    from mailbot.config import Limits
+
+    parsed = checklist.parse(workbook.read(data, "情况清单.xlsx", Limits()), "2026-11", firm=True)
+    checked = rules.check(parsed, rules.Context(None, "2026-11", dt.date(2026, 11, 25)))
+    return normalise_zip(annotate.annotate(data, "xlsx", parsed, checked.problems, Limits()))
+
+
+def reply_with_annotated_eml() -> bytes:
+    """Foxmail/QQ "reply with attachments": our marked-up copy goes back with the corrected file."""
+    return _mail_with("回复：回执：【未通过，请修改后重新报送】2026年11月信用记录使用情况清单",
+                      [("情况清单（问题标注）.xlsx", our_annotated_copy(row_problems())), ("情况清单.xlsx", template_filled())],
+                      "reply-1", "已按要求修改，请查收。")
+
+
+def two_months_eml() -> bytes:
+    """October (late) and November in one mail: each its own submission."""
+    return _mail_with("10月、11月信用记录使用情况清单", [("10月情况清单.xlsx", october_only()), ("11月情况清单.xlsx", template_filled())],
+                      "two-1")
+
+
+def same_month_twice_eml() -> bytes:
+    """Two files for November, the first with mistakes, the second corrected: the valid one counts."""
+    return _mail_with("2026年11月信用记录使用情况清单", [("情况清单.xlsx", row_problems()), ("情况清单（修改）.xlsx", template_filled())],
+                      "twice-1")
+
+
 FIXTURES = {
     "template_filled.xlsx": template_filled,
     "instructions_first.xlsx": instructions_first,
@@ -400,6 +644,16 @@ FIXTURES = {
     "short_names_reordered.xlsx": short_names_reordered,
     "labels_next_cell.xlsx": labels_next_cell,
     "footer_notes.xlsx": footer_notes,
+    "two_row_header.xlsx": two_row_header,
+    "codes_spaced.xlsx": codes_spaced,
+    "other_months.xlsx": other_months,
+    "year_sheets.xlsx": year_sheets,
+    "year_sheets.eml": year_sheets_eml,
+    "year_late.eml": year_late_eml,
+    "october_only.eml": october_only_eml,
+    "reply_with_annotated.eml": reply_with_annotated_eml,
+    "two_months.eml": two_months_eml,
+    "same_month_twice.eml": same_month_twice_eml,
     "nil_merged.xlsx": nil_merged,
     "nil_wu.xlsx": nil_wu,
     "nil_seq_column.xlsx": nil_seq_column,
@@ -419,14 +673,24 @@ FIXTURES = {
     "nil_letter.docx": nil_letter_docx,
     "nil_table.docx": nil_table_docx,
     "zipped.zip": zipped,
+    "official.ods": official_ods,
+    "official.et": official_et,
+    "word97.doc": word97_doc,
+    "winmail.dat": winmail_dat,
+    "tnef.eml": tnef_eml,
+    "doc_only.eml": doc_only_eml,
+    "scan_only.eml": scan_only_eml,
     "forwarded.eml": forwarded_eml,
     "with_scan.eml": with_scan_eml,
 }
 
 
 def main() -> None:
+    """Write every fixture, or only those named on the command line."""
     OUT.mkdir(parents=True, exist_ok=True)
     for name, make in FIXTURES.items():
+        if sys.argv[1:] and name not in sys.argv[1:]:
+            continue
         data = make()
         (OUT / name).write_bytes(data)
         print(f"{name}: {len(data)} bytes")

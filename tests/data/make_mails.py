@@ -114,9 +114,34 @@ def main() -> None:
         b'Content-Type: text/html; charset="utf-8"\r\n\r\n' +
         "<p>从网易163邮箱发来的超大附件</p><p>赞皇县市场监督管理局11月情况清单.xlsx (52.3M, 2026年12月5日 10:00 到期)</p>"
         '<a href="https://mail.163.com/large-attachment-download/index.html?p=X66&file=abc">下载</a>'.encode())
+    # GBK-only characters (镕 珺 喆 are not in GB2312) under the gb2312 label, as every Chinese
+    # client writes them: in the sender's name, the subject, the body and the file name.
+    person, subject = "朱镕", "关于王珺、李喆报送2026年11月情况清单"
+    gbk_name = "赞皇县市场监督管理局11月情况清单（王珺、李喆）.xlsx"
+    body = "您好，附件为王珺、李喆整理的11月份情况清单，请查收。朱镕"
+    gb_body = (b'Content-Type: text/plain; charset="gb2312"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'
+               + body.encode("gbk"))
+    words = f"=?gb2312?B?{b64(gbk_name, 'gbk')}?="
+    files["gb2312_label_rfc2047.eml"] = head(
+        sender=f"=?gb2312?B?{b64(person, 'gbk')}?= <scjgj@example.gov.cn>", subject=f"=?gb2312?B?{b64(subject, 'gbk')}?=",
+        message_id="<gb2312-2047@example.gov.cn>") + multipart([
+            gb_body, xlsx_part(f'Content-Disposition: attachment; filename="{words}"'.encode(), f'; name="{words}"'.encode())])
+    raw = gbk_name.encode("gbk")
+    cut = raw.index("珺".encode("gbk")) + 1  # Outlook cuts sections at a fixed length: here inside 珺
+    sections = f"filename*0*=gb2312''{urllib.parse.quote(raw[:cut])};\r\n filename*1*={urllib.parse.quote(raw[cut:])}"
+    files["gb2312_label_rfc2231.eml"] = head(
+        sender=f'"=?gbk?Q?{urllib.parse.quote(person.encode("gbk")).replace("%", "=")}?=" <scjgj@example.gov.cn>',
+        subject=f"=?gb2312?Q?{urllib.parse.quote(subject.encode('gbk')).replace('%', '=')}?=",
+        message_id="<gb2312-2231@example.gov.cn>") + multipart([
+            gb_body, xlsx_part(f"Content-Disposition: attachment;\r\n {sections}".encode())])
+    files["gbk_raw_8bit.eml"] = head(sender="@FROM@", subject="@SUBJECT@", message_id="<gbk-raw@example.gov.cn>").replace(
+        b"@FROM@", person.encode("gbk") + b" <scjgj@example.gov.cn>").replace(b"@SUBJECT@", subject.encode("gbk")) + multipart([
+            gb_body, xlsx_part(b'Content-Disposition: attachment; filename="' + raw + b'"')])
     for name, data in files.items():
+        if sys.argv[1:] and name not in sys.argv[1:]:
+            continue
         (OUT / name).write_bytes(data)
-    print(f"wrote {len(files)} fixtures to {OUT}")
+    print(f"wrote fixtures to {OUT}")
 
 
 if __name__ == "__main__":
