@@ -6,11 +6,13 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
 from . import config as config_mod
 from .errors import ConfigError, MailbotError, Unusable
+from .terminal import cells, wrap
 
 log = logging.getLogger("mailbot")
 
@@ -25,11 +27,15 @@ class _Masked(logging.Formatter):
         return mask_ids(super().format(record))
 
 
-def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Masked("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
-                                 datefmt="%Y-%m-%dT%H:%M:%S"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+def _setup_logging(verbose: bool, log_file: Path | None = None) -> None:
+    """Log lines to stderr; with `log_file`, into that file, and to stderr only when `verbose`."""
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file, encoding="utf-8")] if log_file else []
+    if verbose or not log_file:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        handler.setFormatter(_Masked("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+                                     datefmt="%Y-%m-%dT%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers)
 
 
 def _load(args) -> config_mod.Config:
@@ -123,13 +129,19 @@ def cmd_template(args) -> int:
     return 0
 
 
+def _existing_store(cfg: config_mod.Config):
+    """For the commands that only read: never an empty database made on the way."""
+    from .store import connect
+
+    return connect(cfg.database.url, create=False)
+
+
 def cmd_status(args) -> int:
-    from .runner import open_store
     from .status import print_table, start_line, status
 
     cfg = _load(args)
     office = _office(args, cfg)
-    engine = open_store(cfg)
+    engine = _existing_store(cfg)
     rows = status(engine, office, args.period)
     if args.json:
         _print_json(rows)
@@ -151,36 +163,67 @@ def _instant(value: str) -> dt.datetime:
     try:
         return dt.datetime.fromisoformat(value)
     except ValueError:
-        raise argparse.ArgumentTypeError("use an ISO date-time, e.g. 2026-11-20T09:00 (office time) or 2026-11-20T01:00+00:00") from None
+        raise argparse.ArgumentTypeError(f"“{value}”不是时间：请写成如 2026-11-20T09:00（办公室所在时区）"
+                                         "或 2026-11-20T01:00+00:00") from None
 
 
 def cmd_digest(args) -> int:
     from .digest import command
-    from .runner import open_store
 
     cfg = _load(args)
     if args.city:
         from .city import command as city_command
-        return city_command(open_store(cfg), cfg, args.period, Path(args.out), args.send)
+        return city_command(_existing_store(cfg), cfg, args.period, Path(args.out), args.send)
     office = _office(args, cfg)
-    return command(open_store(cfg), office, args.period, Path(args.out), args.send, force=args.force,
+    return command(_existing_store(cfg), office, args.period, Path(args.out), args.send, force=args.force,
                    err=lambda line: print(line, file=sys.stderr))
 
 
 def cmd_export(args) -> int:
     from .export import export
-    from .runner import open_store
 
     cfg = _load(args)
-    path, _rows = export(open_store(cfg), _office(args, cfg), args.period, args.format, args.out)
+    path, _rows = export(_existing_store(cfg), _office(args, cfg), args.period, args.format, args.out)
     print(path)
     return 0
 
 
-def cmd_demo(args) -> int:
-    from .demo import run
+def cmd_rules(args) -> int:
+    """The problem codes `rules.severity` may set; with a config, what this office has made of them."""
+    from rich.console import Console
+    from rich.table import Table
 
-    return run(Path(args.keep) if args.keep else None)
+    from .rules import DEFAULT_SEVERITY, MEANING, SEVERITY_ZH
+
+    office = _office(args, _load(args)) if (args.config or _env_config()) else None
+    table = Table("代码", "默认级别", *(["本配置"] if office else []), "含义", title="rules.severity 可以调整的问题代码")
+    table.columns[-1].overflow = "fold"
+    for code, severity in DEFAULT_SEVERITY.items():
+        mine = [SEVERITY_ZH[office.rules.severity.get(code, severity)]] if office else []
+        table.add_row(code, SEVERITY_ZH[severity], *mine, MEANING[code])
+    console = Console()
+    console.print(table)
+    console.print("级别：error 退回（须修改后重新报送），warning 受理但在回执中提示，off 不检查。"
+                  "在配置中写 rules: {severity: {代码: 级别}} 即可调整，例如 {measure_empty: error}。", overflow="fold")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The story on the terminal, the log in the demo's directory (on the terminal too with -v)."""
+    import tempfile
+
+    from .demo import LOG_FILE, run, usable_dir
+
+    if args.keep:
+        root = Path(args.keep)
+        if why := usable_dir(root):
+            print(f"mailbot demo：{why}。", file=sys.stderr)
+            return 2
+        root.mkdir(parents=True, exist_ok=True)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="mailbot-demo-"))
+    _setup_logging(args.verbose, root / LOG_FILE)
+    return run(root, keep=bool(args.keep))
 
 
 def cmd_config_check(args) -> int:
@@ -232,83 +275,177 @@ def _period_or_year(value: str) -> str:
     try:
         return _period(value)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError("use YYYY-MM for a month (e.g. 2026-11) or YYYY for a whole year") from None
+        raise argparse.ArgumentTypeError(f"“{value}”不是月份或年份：月份写成 年-月（如 2026-11），全年写成 2026") from None
 
 
 def _period(value: str) -> str:
     try:
         dt.datetime.strptime(value, "%Y-%m")
     except ValueError:
-        raise argparse.ArgumentTypeError("use YYYY-MM, e.g. 2026-11") from None
+        raise argparse.ArgumentTypeError(f"“{value}”不是月份：请写成 年-月，如 2026-11") from None
     return value
 
 
+# argparse's own words (usage, headings, errors), said in Chinese: (pattern, replacement)
+_ARGPARSE_ERRORS = tuple((re.compile(rx), zh) for rx, zh in (
+    (r"^the following arguments are required: (.*)$", r"缺少必需的参数：\1"),
+    (r"^unrecognized arguments: (.*)$", r"不认识的参数：\1（mailbot 命令 -h 可查看用法）"),
+    (r"^argument 命令: invalid choice: '?([^']*)'? \(choose from (.*)\)$", r"没有“\1”这个命令（可用的命令：\2）"),
+    (r"^argument (\S+): invalid choice: '?([^']*)'? \(choose from (.*)\)$", r"参数 \1 不能取“\2”（可选：\3）"),
+    (r"^argument (\S+): expected one argument$", r"参数 \1 后面需要一个值"),
+    (r"^argument (\S+): expected .*$", r"参数 \1 后面的值个数不对"),
+    (r"^argument (\S+): invalid \S+ value: (.*)$", r"参数 \1 的值 \2 无效"),
+    (r"^argument (\S+): not allowed with argument (.*)$", r"参数 \1 不能与 \2 同时使用"),
+    (r"^argument (\S+): ignored explicit argument (.*)$", r"参数 \1 不需要值（多了 \2）"),
+    (r"^argument (\S+): (.*)$", r"参数 \1：\2"),  # our own type checks already speak Chinese
+    (r"^ambiguous option: (\S+) could match (.*)$", r"选项 \1 不明确，可能是：\2"),
+))
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Headings in Chinese; columns and line breaks counted in terminal cells, not characters."""
+
+    def add_usage(self, usage, actions, groups, prefix=None):
+        super().add_usage(usage, actions, groups, "用法：" if prefix is None else prefix)
+
+    def add_argument(self, action):
+        super().add_argument(action)
+        if action.help is not argparse.SUPPRESS:  # the help column clears the widest invocation on screen
+            width = cells(self._format_action_invocation(action)) + self._current_indent
+            self._action_max_length = max(self._action_max_length, width)
+
+    def _format_usage(self, usage, actions, groups, prefix):
+        """argparse wraps the usage by characters: narrow its width until it fits in cells."""
+        width = self._width
+        try:
+            for _ in range(4):
+                text = super()._format_usage(usage, actions, groups, prefix)
+                over = max(map(cells, text.splitlines())) - width
+                if over <= 0:
+                    break
+                self._width -= over
+        finally:
+            self._width = width
+        return text
+
+    def _split_lines(self, text, width):
+        return wrap(text, width)
+
+    def _fill_text(self, text, width, indent):
+        return "\n".join(indent + line for line in wrap(text, width - len(indent)))
+
+    def _format_action(self, action):
+        if isinstance(action, argparse._SubParsersAction):  # the commands, without a line for "命令"
+            return "".join(self._format_action(sub) for sub in action._get_subactions())
+        text = super()._format_action(action)
+        invocation = self._format_action_invocation(action)
+        wide = cells(invocation) - len(invocation)
+        first, newline, rest = text.partition("\n")
+        end = first.find(invocation) + len(invocation)
+        if wide and end >= len(invocation):  # argparse padded by characters: take the extra cells back
+            gap = len(first) - end - len(first[end:].lstrip(" "))
+            first = first[:end] + first[end + min(wide, max(gap - 2, 0)):]
+        return first + newline + rest
+
+    def format_help(self):
+        return re.sub(r"^(用法：.*?|位置参数|选项|命令):$", r"\1：", super().format_help(), flags=re.M)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its headings, its -h and its error messages in Chinese."""
+
+    def __init__(self, *args, add_help: bool = True, parents=(), **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, add_help=False, **kwargs)
+        self._positionals.title = "位置参数"
+        self._optionals.title = "选项"
+        if add_help:
+            self.add_argument("-h", "--help", action="help", default=argparse.SUPPRESS, help="显示本帮助并退出")
+        for parent in parents:  # as argparse does, but after the headings are named: one 选项 section
+            self._add_container_actions(parent)
+            self._defaults.update(parent._defaults)
+
+    def error(self, message: str):
+        message = message.replace("', '", "、").replace("'", "") if "choose from" in message else message
+        for pattern, zh in _ARGPARSE_ERRORS:
+            if pattern.match(message):
+                message = pattern.sub(zh, message)
+                break
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}：错误：{message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mailbot", description="县信用办情况清单邮件收件系统 (credit office checklist mail bot)")
-    common = argparse.ArgumentParser(add_help=False)  # the same options after the command too
+    parser = _Parser(prog="mailbot", description="县信用办情况清单邮件收件系统：收取各单位报送的情况清单，校验、登记、回执，"
+                                                  "按时提醒和通知，并生成汇总表和通报草稿。")
+    common = _Parser(add_help=False)  # the same options after the command too
     for p in (parser, common):
         default = {} if p is parser else {"default": argparse.SUPPRESS}
-        p.add_argument("--config", help="config file (default: $MAILBOT_CONFIG)", **default)
-        p.add_argument("--office", help="office id, when the config has several", **default)
-        p.add_argument("-v", "--verbose", action="store_true", help="debug logging", **default)
-    sub = parser.add_subparsers(dest="command", required=True)
+        p.add_argument("--config", metavar="路径", help="配置文件（默认读取环境变量 MAILBOT_CONFIG 指定的文件）", **default)
+        p.add_argument("--office", metavar="ID", help="办公室 id：配置中有多个县信用办时指定其中一个", **default)
+        p.add_argument("-v", "--verbose", action="store_true", help="显示详细日志（调试用）", **default)
+    sub = parser.add_subparsers(dest="command", required=True, title="命令", metavar="命令")
 
-    def add(name: str, **kw) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], **kw)
+    def add(name: str, summary: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=summary, description=summary, **kw)
 
-    p = add("run", help="the daemon (foreground)")
+    p = add("run", "常驻运行：收取邮件、校验、发回执，按时提醒和通知（前台运行，收到 SIGTERM 处理完当前邮件后退出）")
     p.set_defaults(func=cmd_run)
-    p = add("poll", help="process what is in the mailbox now, deliver the outbox, exit")
-    mode = p.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--once", action="store_true", help="process the mailbox once, deliver the outbox, exit")
+    p = add("poll", "处理邮箱中现有的邮件，发出待发的邮件，然后退出；加 --dry-run 只预览、不做任何改动")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="处理一次后退出（不加也是如此；保留此选项以兼容以前的用法）")
     mode.add_argument("--dry-run", action="store_true",
-                      help="show what a poll would do with each message; change nothing (no database write, "
-                           "no flag, no move, no mail)")
+                      help="试运行：逐封列出每封邮件将如何处理，不做任何改动（不写数据库、不标记已读、不移动邮件、不发邮件）")
     p.set_defaults(func=cmd_poll)
-    p = add("check", help="read and validate one checklist file offline")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p = add("check", "离线检查一个清单文件，不收发邮件（退出码：0 通过，1 未通过，2 文件无法使用）")
+    p.add_argument("file", metavar="文件", help="要检查的清单文件（.xlsx、.xls、.csv、.docx 或 .zip）")
+    p.add_argument("--json", action="store_true", help="以 JSON 格式输出结果，供其他程序读取")
     p.set_defaults(func=cmd_check)
-    p = add("template", help="write the official blank template")
-    p.add_argument("out")
+    p = add("template", "生成空白的情况清单模板（Excel，含填报说明和措施下拉选项）")
+    p.add_argument("out", metavar="输出文件", help="保存到哪个文件，如 情况清单模板.xlsx")
     p.set_defaults(func=cmd_template)
-    p = add("status", help="who filed, who is late, who is missing")
-    p.add_argument("--period", type=_period)
-    p.add_argument("--json", action="store_true")
+    p = add("status", "查看各单位的报送情况：已按时报送、逾期报送、报送未通过、未报送")
+    p.add_argument("--period", type=_period, metavar="年-月", help="哪个月份，如 2026-11（默认本月）")
+    p.add_argument("--json", action="store_true", help="以 JSON 格式输出，供其他程序读取")
     p.set_defaults(func=cmd_status)
-    p = add("tick", help="run the scheduled work (reminders, notices, 通报) as of a time, deliver, exit")
-    p.add_argument("--at", type=_instant, help="ISO date-time (default: now); without an offset it is office time")
-    p.add_argument("--dry-run", action="store_true", help="print what would be queued; queue and send nothing")
+    p = add("tick", "立即执行定时任务（提醒、通知、通报、周报和月报），发出邮件后退出")
+    p.add_argument("--at", type=_instant, metavar="时间",
+                   help="按这个时间执行，如 2026-11-20T09:00（默认现在；不写时区时按办公室所在时区）")
+    p.add_argument("--dry-run", action="store_true", help="只列出到时会发的邮件，不排队、不发送")
     p.set_defaults(func=cmd_tick)
-    p = add("digest", help="the monthly digest: workbook (and 通报 draft) into --out; mail it with --send")
-    p.add_argument("--period", type=_period, help="YYYY-MM (default: the last month whose deadline has passed)")
-    p.add_argument("--out", default=".", help="directory for the files (default: current directory)")
-    p.add_argument("--send", action="store_true", help="also queue the digest mail to recipients.digest and deliver")
-    p.add_argument("--force", action="store_true",
-                   help="also draft the 通报 for a month whose deadline has not passed yet")
-    p.add_argument("--city", action="store_true", help="the city digest across every office (config `city`)")
+    p = add("digest", "生成月度汇总表（有需要通报的单位时还有通报草稿）；加 --send 同时发给县信用办")
+    p.add_argument("--period", type=_period, metavar="年-月", help="哪个月份，如 2026-11（默认：截止日已过的最近一个月）")
+    p.add_argument("--out", default=".", metavar="目录", help="文件保存到哪个目录（默认当前目录）")
+    p.add_argument("--send", action="store_true", help="同时把月报邮件发给 recipients.digest 中的收件人")
+    p.add_argument("--force", action="store_true", help="截止日还没到的月份，也起草通报")
+    p.add_argument("--city", action="store_true", help="生成全市汇总（所有县，收件人见配置中的 city）")
     p.set_defaults(func=cmd_digest)
-    p = add("export", help="every row in force for a month or a year, for the city platform")
-    p.add_argument("--period", type=_period_or_year, required=True, help="YYYY-MM, or YYYY for the whole year")
-    p.add_argument("--format", choices=("xlsx", "csv"), default="xlsx")
-    p.add_argument("--out", type=Path, help="output file (default: 情况清单导出_<period>.<format>)")
+    p = add("export", "导出某月（或全年）在用的全部记录，供报送市县一体化平台")
+    p.add_argument("--period", type=_period_or_year, required=True, metavar="年-月或年",
+                   help="月份如 2026-11，或年份如 2026（全年）")
+    p.add_argument("--format", choices=("xlsx", "csv"), default="xlsx", help="文件格式：xlsx（默认）或 csv")
+    p.add_argument("--out", type=Path, metavar="文件", help="输出文件（默认 情况清单导出_<月份>.<格式>）")
     p.set_defaults(func=cmd_export)
-    p = add("demo", help="the whole loop on this machine, no mail account needed")
-    p.add_argument("--keep", metavar="DIR", help="keep the demo's files (database, digest, 通报) in DIR")
-    p.set_defaults(func=cmd_demo)
-    p = add("config", help="configuration tools")
-    csub = p.add_subparsers(dest="config_command", required=True)
-    c = csub.add_parser("check", parents=[common], help="validate the config; with --connect also log in to IMAP and SMTP")
-    c.add_argument("--connect", action="store_true")
+    p = add("rules", "列出 rules.severity 中可以调整的问题代码、默认级别和含义")
+    p.set_defaults(func=cmd_rules)
+    p = add("demo", "在本机演示一个月的全过程，无需邮箱账号（内置邮件服务器，邮件不会发出本机）")
+    p.add_argument("--keep", metavar="目录",
+                   help="把演示的全部文件（发出的每封邮件、问题标注表、汇总表、通报草稿、数据库、日志和索引）保存到这个目录")
+    p.set_defaults(func=cmd_demo, logs_itself=True)
+    p = add("config", "配置工具")
+    csub = p.add_subparsers(dest="config_command", required=True, title="命令", metavar="命令", parser_class=_Parser)
+    summary = "检查配置文件；加 --connect 还会实际登录 IMAP 和 SMTP 试一试"
+    c = csub.add_parser("check", parents=[common], help=summary, description=summary)
+    c.add_argument("--connect", action="store_true", help="实际连接并登录邮箱服务器（IMAP 和 SMTP），逐项报告结果")
     c.set_defaults(func=cmd_config_check)
-    p = add("import", help="ingest a folder of exported .eml files (no receipts unless asked)")
-    p.add_argument("dir")
-    p.add_argument("--send-receipts", action="store_true", help="answer each imported mail as if it just arrived")
+    p = add("import", "导入一个文件夹中以往导出的 .eml 邮件（默认不发回执）")
+    p.add_argument("dir", metavar="文件夹", help="存放 .eml 文件的文件夹")
+    p.add_argument("--send-receipts", action="store_true", help="像刚收到一样，给每封导入的邮件发回执")
     p.set_defaults(func=cmd_import)
-    p = add("replay", help="run an archived message through the current rules")
-    p.add_argument("message_id")
-    p.add_argument("--dry-run", action="store_true", help="only show what would be decided now")
-    p.add_argument("--force", action="store_true", help="also replay a message that was not quarantined")
+    p = add("replay", "用当前规则重新处理存档中的一封邮件（如“系统处理出错”被隔离的邮件）")
+    p.add_argument("message_id", metavar="Message-ID", help="邮件的 Message-ID（见日志、周报或月报）")
+    p.add_argument("--dry-run", action="store_true", help="只显示现在会如何处理，不入库、不发邮件")
+    p.add_argument("--force", action="store_true", help="没有被隔离的邮件也重新处理")
     p.set_defaults(func=cmd_replay)
     return parser
 
@@ -319,20 +456,21 @@ def main(argv: list[str] | None = None) -> int:
     umask is restored on return, for callers that run commands in their own process."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    if not getattr(args, "logs_itself", False):
+        _setup_logging(args.verbose)
     umask = os.umask(0o077)
     try:
         return args.func(args)
     except ConfigError as exc:
-        print("mailbot: configuration error:", file=sys.stderr)
+        print("mailbot：配置有误：", file=sys.stderr)
         for line in exc.errors:
             print(f"  {line}", file=sys.stderr)
         return 2
     except Unusable as exc:
-        print(f"mailbot {args.command}: {exc}", file=sys.stderr)
+        print(f"mailbot {args.command}：{exc}", file=sys.stderr)
         return 2
     except MailbotError as exc:
-        print(f"mailbot: {exc}", file=sys.stderr)
+        print(f"mailbot {args.command}：{exc}", file=sys.stderr)
         return 1
     finally:
         os.umask(umask)

@@ -29,11 +29,13 @@ from .errors import ConfigError
 
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_ID_RULE = "只能由小写英文字母、数字、“-”和“_”组成，以字母或数字开头，最多40个字符"
+_UNKNOWN_KEY = "不认识的配置项（请检查拼写；全部配置项见 config/mailbot.example.yaml）"
 
 
 def _email(value: str) -> str:
     if not isinstance(value, str) or not _EMAIL.match(value.strip()):
-        raise ValueError("not an email address")
+        raise ValueError("不是有效的邮箱地址")
     return value.strip().lower()
 
 
@@ -59,14 +61,14 @@ class Office(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("not a known time zone (e.g. Asia/Shanghai)") from None
+            raise ValueError("不是可识别的时区名称（如 Asia/Shanghai）") from None
         return value
 
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
         if not _ID.match(value):
-            raise ValueError("use lower-case letters, digits, '-' or '_' (at most 40)")
+            raise ValueError(_ID_RULE)
         return value
 
     @property
@@ -102,13 +104,13 @@ class _Server(_Model):
             return None
         value = os.environ.get(self.password_env)
         if value is None:
-            raise ConfigError([f"environment variable {self.password_env} is not set (password for {self.user or self.host})"])
+            raise ConfigError([f"环境变量 {self.password_env} 未设置（{self.user or self.host} 的密码或授权码）"])
         return value
 
     @model_validator(mode="after")
     def _loopback_only_plain(self):
         if self.security == "none" and self.host not in ("127.0.0.1", "localhost", "::1"):
-            raise ValueError("security 'none' is only allowed for a loopback host (127.0.0.1, localhost, ::1)")
+            raise ValueError("security 为 none（不加密）只允许用于本机地址（127.0.0.1、localhost、::1）")
         return self
 
 
@@ -139,7 +141,7 @@ class Imap(_Server):
     def _distinct_folders(self):
         names = [self.folder, self.processed_folder, self.quarantine_folder, self.reprocess_folder]
         if len(set(names)) != len(names):
-            raise ValueError("folder, processed_folder, quarantine_folder and reprocess_folder must all differ")
+            raise ValueError("folder、processed_folder、quarantine_folder、reprocess_folder 必须是四个不同的文件夹")
         return self
 
 
@@ -173,15 +175,15 @@ class Schedule(_Model):
     @classmethod
     def _time(cls, value: str) -> str:
         if not _HHMM.match(value):
-            raise ValueError("use HH:MM, 24-hour (e.g. 09:00)")
+            raise ValueError("请写成24小时制的“时:分”，如 09:00")
         return value
 
     @model_validator(mode="after")
     def _order(self):
         if any(day > self.deadline_day for day in self.reminder_days):
-            raise ValueError("reminder_days must not fall after deadline_day")
+            raise ValueError("reminder_days（提醒日）不能晚于 deadline_day（截止日）")
         if self.notice_day <= self.deadline_day:
-            raise ValueError("notice_day must fall after deadline_day")
+            raise ValueError("notice_day（通知日）必须晚于 deadline_day（截止日）")
         return self
 
 
@@ -252,14 +254,14 @@ class Department(_Model):
     @classmethod
     def _id(cls, value: str) -> str:
         if not _ID.match(value):
-            raise ValueError("use lower-case letters, digits, '-' or '_' (at most 40)")
+            raise ValueError(_ID_RULE)
         return value
 
     @field_validator("since", "until")
     @classmethod
     def _period(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^\d{4}-(0[1-9]|1[0-2])$", str(value)):
-            raise ValueError("use YYYY-MM (e.g. 2026-03)")
+            raise ValueError("请写成“年-月”，如 2026-03")
         return value
 
     def owes(self, period: str) -> bool:
@@ -288,11 +290,11 @@ class OfficeConfig(_Model):
         owner: dict[str, str] = {}
         for dept in self.departments:
             if dept.id in seen_ids:
-                raise ValueError(f"departments: id {dept.id!r} appears twice")
+                raise ValueError(f"departments：单位 id“{dept.id}”出现了两次")
             seen_ids.add(dept.id)
             for email in dept.emails:
                 if email in owner:
-                    raise ValueError(f"departments: {email} is registered to both {owner[email]!r} and {dept.id!r}")
+                    raise ValueError(f"departments：邮箱 {email} 同时登记在单位“{owner[email]}”和“{dept.id}”下")
                 owner[email] = dept.id
         return self
 
@@ -332,20 +334,20 @@ class Config(_Model):
     def _unique_offices(self):
         ids = [o.id for o in self.offices]
         if len(set(ids)) != len(ids):
-            raise ValueError("offices: every office needs its own office.id")
+            raise ValueError("offices：每个办公室都需要各自不同的 office.id")
         if self.city and self.city.send_from and self.city.send_from not in ids:
-            raise ValueError(f"city.send_from: no office with id {self.city.send_from!r}")
+            raise ValueError(f"city.send_from：没有 id 为“{self.city.send_from}”的办公室")
         return self
 
     def office(self, office_id: str | None = None) -> OfficeConfig:
         if office_id is None:
             if len(self.offices) != 1:
-                raise ConfigError([f"several offices are configured; choose one of: {', '.join(o.id for o in self.offices)}"])
+                raise ConfigError([f"配置中有多个办公室，请用 --office 指定其中之一：{'、'.join(o.id for o in self.offices)}"])
             return self.offices[0]
         for office in self.offices:
             if office.id == office_id:
                 return office
-        raise ConfigError([f"no office with id {office_id!r}"])
+        raise ConfigError([f"配置中没有 id 为“{office_id}”的办公室（可选：{'、'.join(o.id for o in self.offices)}）"])
 
 
 def _path(loc: tuple) -> str:
@@ -355,13 +357,13 @@ def _path(loc: tuple) -> str:
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)
-    return out or "(top level)"
+    return out or "（顶层）"
 
 
 def parse(data: object) -> Config:
     """Validate a decoded YAML document; `ConfigError.errors` names each bad key's path."""
     if not isinstance(data, dict):
-        raise ConfigError(["(top level): expected a mapping of keys (office, imap, smtp, departments, ...)"])
+        raise ConfigError(["（顶层）：应为“键: 值”形式的配置项（office、imap、smtp、departments 等）"])
     single = "offices" not in data
     if single:
         shared = {k: data[k] for k in _SHARED_KEYS if k in data}
@@ -369,7 +371,7 @@ def parse(data: object) -> Config:
         rest = {k: v for k, v in data.items() if k not in _SHARED_KEYS}
         doc = {**shared, "offices": [rest]}
         if unknown:
-            raise ConfigError([f"{k}: unknown key" for k in sorted(unknown)])
+            raise ConfigError([f"{k}：{_UNKNOWN_KEY}" for k in sorted(unknown)])
     else:
         doc = data
     try:
@@ -382,29 +384,69 @@ def parse(data: object) -> Config:
                 loc = loc[2:]
             # pydantic puts the failing validator's name in loc for Annotated types; drop it
             loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "missing":
-                msg = "required key is missing"
-            elif err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            lines.append(f"{_path(loc)}: {msg}" if loc else msg)
+            msg = _message(err)
+            lines.append(f"{_path(loc)}：{msg}" if loc else msg)
         raise ConfigError(lines) from None
     return config
+
+
+_EXPECTED = {  # pydantic error type -> what the value should be
+    "string_type": "应为文字", "int_type": "应为整数", "int_parsing": "应为整数", "int_from_float": "应为整数",
+    "float_type": "应为数字", "float_parsing": "应为数字", "bool_type": "应为 true 或 false",
+    "bool_parsing": "应为 true 或 false", "list_type": "应为列表，如 [a, b]", "dict_type": "应为“键: 值”形式的映射",
+    "model_type": "应为“键: 值”形式的映射", "model_attributes_type": "应为“键: 值”形式的映射",
+    "path_type": "应为文件或目录路径",
+    "date_type": "应为日期，如 2026-11-01", "date_parsing": "应为日期，如 2026-11-01",
+    "date_from_datetime_parsing": "应为日期，如 2026-11-01", "date_from_datetime_inexact": "应为日期，如 2026-11-01",
+    "datetime_type": "应为日期或日期时间，如 2026-11-01", "datetime_parsing": "应为日期或日期时间，如 2026-11-01",
+    "datetime_from_date_parsing": "应为日期或日期时间，如 2026-11-01",
+}
+_BOUNDS = {"greater_than": ("gt", "必须大于{}"), "greater_than_equal": ("ge", "不能小于{}"),
+           "less_than": ("lt", "必须小于{}"), "less_than_equal": ("le", "不能大于{}")}
+
+
+def _message(err: dict) -> str:
+    """pydantic's message for one error, in Chinese; our own validators already speak it."""
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "missing":
+        return "缺少必填项"
+    if kind == "extra_forbidden":
+        return _UNKNOWN_KEY
+    if kind in ("value_error", "assertion_error"):
+        return err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "literal_error":
+        choices = ctx.get("expected", "").replace(" or ", ", ").replace("'", "").split(", ")
+        said = f"只能是以下之一：{'、'.join(choices)}"
+    elif kind in _BOUNDS:
+        key, text = _BOUNDS[kind]
+        bound = ctx.get(key)
+        said = text.format(int(bound) if isinstance(bound, float) and bound.is_integer() else bound)
+    elif kind == "too_short":
+        return f"至少需要{ctx.get('min_length')}项"
+    elif kind == "too_long":
+        return f"最多只能有{ctx.get('max_length')}项"
+    elif kind in _EXPECTED:
+        said = _EXPECTED[kind]
+    else:
+        return f"取值无效（{err['msg']}）"
+    if isinstance(value, (str, int, float, bool)) and len(str(value)) <= 40:
+        said += f"（现为“{value}”）" if isinstance(value, str) else f"（现为 {value}）"
+    return said
 
 
 def load(path: str | os.PathLike | None = None) -> Config:
     """Load from `path`, else from $MAILBOT_CONFIG. Relative paths in the file are relative to the cwd."""
     path = path or os.environ.get("MAILBOT_CONFIG")
     if not path:
-        raise ConfigError(["no configuration: pass --config PATH or set MAILBOT_CONFIG"])
+        raise ConfigError(["没有指定配置文件：请用 --config 路径 指定，或设置环境变量 MAILBOT_CONFIG"])
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+        raise ConfigError([f"{path}：无法读取（{exc.strerror}）"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+        where = f"第{mark.line + 1}行第{mark.column + 1}列" if mark else ""
+        raise ConfigError([f"{path}：不是有效的 YAML 格式（{where or '位置不明'}：{getattr(exc, 'problem', exc)}）"]) from None
     return parse(data)

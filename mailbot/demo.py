@@ -1,113 +1,42 @@
 """`mailbot demo`: the whole loop on a fresh machine, with no mail account.
 
 An embedded IMAP server (pymap, in-memory) and an SMTP capture (aiosmtpd) on free loopback
-ports, a temporary SQLite database and a county of five departments; a month of realistic
-mail goes in (valid, wrong then corrected, a nil report, a late one, an unknown sender), the
-daemon loop handles it and the schedule ticks across the deadline. Nothing leaves the machine.
+ports, a SQLite database in the demo's directory and a county of five departments; the month
+itself (`mailbot.scenario`) is told on the terminal. Nothing leaves the machine. With `--keep`
+the directory stays: every mail as .eml, the annotated workbook, the digest and the 通报 as
+mailed, the database, the log, the config, and an index in Chinese.
 """
 from __future__ import annotations
 
 import ctypes
-import datetime as dt
-import io
+import email
+import email.policy
+import logging
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.utils import format_datetime
 from pathlib import Path
 
-import openpyxl
+import yaml
 from aiosmtpd.controller import Controller
 from rich.console import Console
-from rich.panel import Panel
 
-from . import config as config_mod
-from .template import build_template
+from . import config as config_mod, scenario
+from .scenario import DEPARTMENTS, OFFICE, Story
+from .terminal import hanging
 
-OFFICE = "zhxxyt@demo.example"
+log = logging.getLogger("mailbot.demo")
 PASSWORD = "demo-authorization-code"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-DEPARTMENTS = [
-    {"id": "scjgj", "name": "赞皇县市场监督管理局", "aliases": ["县市场监管局"], "emails": ["scjgj@zanhuang.example", "scj_wang@163.example"]},
-    {"id": "czj", "name": "赞皇县财政局", "emails": ["czj@zanhuang.example"]},
-    {"id": "zjj", "name": "赞皇县住房和城乡建设局", "emails": ["zjj@zanhuang.example"]},
-    {"id": "jyj", "name": "赞皇县教育局", "emails": ["jyj@zanhuang.example"]},
-    {"id": "zhz", "name": "赞皇镇人民政府", "emails": ["zhz@qq.example"]},
-]
-
-
-def filled_checklist(rows, unit: str, submitter: str = "王某", report_date: dt.date | None = None) -> bytes:
-    """The official template filled in as a department would."""
-    wb = openpyxl.load_workbook(io.BytesIO(build_template()))
-    ws = wb["情况清单"]
-    ws["B2"], ws["B3"], ws["B4"] = unit, submitter, report_date
-    for i, row in enumerate(rows):
-        for j, value in enumerate(row):
-            ws.cell(7 + i, 1 + j, value)
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
-
-
-def _mail(sender: str, subject: str, when: dt.datetime, attachment: tuple[str, bytes] | None, n: int) -> bytes:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = sender, OFFICE, subject
-    msg["Date"] = format_datetime(when)
-    msg["Message-ID"] = f"<demo-{n}@zanhuang.example>"
-    msg.set_content("您好，附件为本单位情况清单，请查收。")
-    if attachment:
-        msg.add_attachment(attachment[1], maintype="application", subtype=XLSX.split("/")[1], filename=attachment[0])
-    return msg.as_bytes(policy=SMTP_POLICY)
-
-
-def month_of_mail(period: str) -> list[tuple[dt.datetime, str, str, tuple[str, bytes] | None]]:
-    """(arrival, sender, subject, attachment) for one month of a small county."""
-    year, month = map(int, period.split("-"))
-    tz = dt.timezone(dt.timedelta(hours=8))
-
-    def at(day, hour=10):
-        return dt.datetime(year, month, day, hour, 0, tzinfo=tz)
-
-    def d(day):
-        return dt.date(year, month, day)
-
-    label = f"{year}年{month}月"
-    good = [
-        ("赞皇县某食品有限公司（91350100M000100Y43）", "食品经营许可证核发", d(3), "经“信用中国”查询，无失信记录", "告知承诺"),
-        ("赞皇县某建筑工程有限公司", "政府采购供应商资格审查", f"{year}年{month}月5日",
-         "经“信用中国”、中国执行信息公开网查询，该公司被列入失信被执行人名单", "限制参与政府采购"),
-        ("张某（个体工商户）", "个体工商户设立登记", f"{year}.{month}.9", "经国家企业信用信息公示系统查询，无经营异常", "容缺受理"),
-    ]
-    wrong = [
-        ("赞皇县某商贸有限公司（91130129MA0ABCDE1X）", "政府采购供应商资格审查", 9.2, "经信用中国查询，无失信记录", "无"),
-        ("", "评标专家抽取", d(6), "经信用中国查询", "无"),
-    ]
-    fixed = [
-        ("赞皇县某商贸有限公司", "政府采购供应商资格审查", d(9), "经信用中国查询，无失信记录", "无"),
-        ("赞皇县某物业服务有限公司", "政府采购评审", d(6), "经“信用中国（河北石家庄）”查询，无失信记录", "信用加分"),
-    ]
-    late = [("赞皇县某建设集团有限公司", "建筑业企业资质核准", d(21), "经信用中国查询，无失信记录", "优先办理")]
-    return [
-        (at(10), "scjgj@zanhuang.example", f"{label}信用记录使用情况清单",
-         ("市场监管局情况清单.xlsx", filled_checklist(good, "赞皇县市场监督管理局", report_date=d(10)))),
-        (at(12), "czj@zanhuang.example", f"{label}情况清单",
-         ("财政局清单.xlsx", filled_checklist(wrong, "赞皇县财政局", report_date=d(12)))),
-        (at(15), "czj@zanhuang.example", f"回复：{label}情况清单（已修改）",
-         ("财政局清单（修改）.xlsx", filled_checklist(fixed, "赞皇县财政局", report_date=d(15)))),
-        (at(18), "zhz@qq.example", f"赞皇镇{label}情况清单",
-         ("赞皇镇.xlsx", filled_checklist([("本月无使用信用记录和信用报告情况",) * 5], "赞皇镇人民政府", report_date=d(18)))),
-        (at(22), "someone@unknown.example", "情况清单", ("清单.xlsx", filled_checklist(good[:1], "某单位"))),
-        (at(27), "zjj@zanhuang.example", f"{label}情况清单（补报）",
-         ("住建局情况清单.xlsx", filled_checklist(late, "赞皇县住房和城乡建设局", report_date=d(27)))),
-    ]
+PASSWORD_ENV = "MAILBOT_DEMO_PASSWORD"
+LOG_FILE = "mailbot.log"
+INDEX_FILE = "README.txt"
+SENT_DIR, RECEIVED_DIR = "发出的邮件", "收到的邮件"
 
 
 def _free_port() -> int:
@@ -154,10 +83,11 @@ def _start_imap(port: int) -> subprocess.Popen:
 
 
 def demo_config(root: Path, imap_port: int, smtp_port: int) -> dict:
+    root = Path(root).resolve()
     return {
         "office": {"name": "赞皇县社会信用体系建设领导小组办公室", "address": OFFICE, "phone": "0311-84225051"},
         "imap": {"host": "127.0.0.1", "port": imap_port, "security": "none", "user": OFFICE,
-                 "password_env": "MAILBOT_DEMO_PASSWORD", "poll_seconds": 1},
+                 "password_env": PASSWORD_ENV, "poll_seconds": 1},
         "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none", "rate_per_minute": 1000},
         "database": {"url": f"sqlite:///{root}/mailbot.db"},
         "archive": {"dir": str(root / "archive")},
@@ -166,27 +96,131 @@ def demo_config(root: Path, imap_port: int, smtp_port: int) -> dict:
     }
 
 
-def run(keep: Path | None = None, console: Console | None = None) -> int:
-    console = console or Console()
-    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="mailbot-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
-    from .scenario import play  # the story itself: separate so tests can run it on other servers
+def usable_dir(keep: Path) -> str | None:
+    """Why `--keep DIR` cannot be used (None: it can): a second month in the same directory
+    would mix two demos' databases."""
+    if keep.exists() and not keep.is_dir():
+        return f"“{keep}”已存在，但不是目录"
+    if keep.is_dir() and any(keep.iterdir()):
+        return f"目录“{keep}”不是空的；请指定一个新目录或空目录，以免与上次演示的数据混在一起"
+    return None
 
+
+def run(root: Path, keep: bool, console: Console | None = None) -> int:
+    """Play the month with `root` as its directory; keep it (`--keep`) or delete it afterwards.
+    The log (set up by the caller) is `root/mailbot.log`; on a failure the directory stays."""
+    console = console or Console()
     imap_port, smtp_port = _free_port(), _free_port()
-    imap = _start_imap(imap_port)
     capture = _Capture()
-    smtp = Controller(capture, hostname="127.0.0.1", port=smtp_port)
-    smtp.start()
     try:
-        os.environ["MAILBOT_DEMO_PASSWORD"] = PASSWORD
-        cfg = config_mod.parse(demo_config(root, imap_port, smtp_port))
-        play(cfg, root, capture.mails, console)
-    finally:
-        smtp.stop()
-        imap.terminate()
-        imap.wait(timeout=10)
-    if not keep:
+        imap = _start_imap(imap_port)
+        smtp = Controller(capture, hostname="127.0.0.1", port=smtp_port)
+        smtp.start()
+        try:
+            os.environ[PASSWORD_ENV] = PASSWORD
+            data = demo_config(root, imap_port, smtp_port)
+            story = scenario.play(config_mod.parse(data), capture.mails, console)
+        finally:
+            smtp.stop()
+            imap.terminate()
+            imap.wait(timeout=10)
+    except Exception as exc:  # a newcomer gets a sentence and the log, not only a traceback
+        log.exception("the demo failed")
+        console.print(f"演示中断：{type(exc).__name__}: {exc}。详细日志见 {root / LOG_FILE}（目录已保留）。",
+                      style="red", highlight=False, markup=False)
+        return 1
+    if keep:
+        index = keep_files(root, story, data)
+        width = max(console.width, 40)
+        said = [f"演示的全部文件已保存在 {root.resolve()}（每个文件是什么，见其中的 {INDEX_FILE}）：",
+                f"  {SENT_DIR}/：mailbot 发出的{len(story.sent)}封邮件（.eml）；{RECEIVED_DIR}/：各单位发来的"
+                f"{len(story.received)}封邮件；另有问题标注表、月报所附的汇总表和通报草稿、数据库、日志和配置。",
+                f"  查看保存下来的报送情况：mailbot --config {root.resolve() / 'mailbot.yaml'} status --period {story.period}"]
+        for line in said:
+            prefix = line[:len(line) - len(line.lstrip())]
+            for shown in hanging(prefix, line.strip(), width):
+                console.print(shown, highlight=False, markup=False, soft_wrap=True)
+    else:
+        logging.shutdown()
         shutil.rmtree(root, ignore_errors=True)
-        console.print("[dim]演示文件已删除；如需打开汇总表和通报草稿，请加 --keep 目录 重新运行。[/dim]")
-    console.print(Panel.fit("演示完成：收件、校验、回执、提醒、通知、通报和汇总均已走通。", style="green"))
+        console.print("演示文件已删除。如需查看发出的每封邮件、问题标注表、汇总表和通报草稿，请加 --keep 目录 重新运行。",
+                      highlight=False, markup=False)
+    console.print("演示完成：收件、校验、回执、提醒、通知、通报和汇总均已走通。", style="bold green", markup=False)
     return 0
+
+
+# --- --keep: the month's files, and an index of what is where --------------------------------------------
+
+def _safe(name: str) -> str:
+    return re.sub(r'[\\/:*?"<>|\s]+', "_", name).strip("._") or "邮件"
+
+
+def keep_files(root: Path, story: Story, data: dict) -> Path:
+    """Every mail as .eml, the annotated workbook and the digest files as mailed, the config;
+    returns the index written beside them."""
+    tz = story.office.office.tz
+    entries: list[tuple[str, str]] = []  # (path, what it is)
+    sent_dir, received_dir = root / SENT_DIR, root / RECEIVED_DIR
+    sent_dir.mkdir(exist_ok=True)
+    received_dir.mkdir(exist_ok=True)
+    digest_files: list[tuple[str, bytes]] = []
+    annotated: list[tuple[str, bytes]] = []
+    sent_lines = []
+    for n, (rcpts, raw) in enumerate(story.sent, 1):
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        kind = str(msg.get("X-Mailbot", ""))
+        when = scenario.sent_at(raw).astimezone(tz)
+        name = f"{n:02d}_{when.month}月{when.day}日_{scenario.kind_zh(raw)}_{_safe(rcpts[0])}.eml"
+        (sent_dir / name).write_bytes(raw)
+        sent_lines.append(f"    {name}：{msg['Subject']}")
+        for part in msg.iter_attachments():
+            filename = part.get_filename() or ""
+            if kind == "digest":
+                digest_files.append((filename, part.get_content()))
+            elif "（问题标注）" in filename:
+                annotated.append((filename, part.get_content()))
+    received_lines = []
+    for n, (when, sender, raw) in enumerate(story.received, 1):
+        when = when.astimezone(tz)
+        subject = email.message_from_bytes(raw, policy=email.policy.default)["Subject"]
+        name = f"{n:02d}_{when.month}月{when.day}日_{_safe(sender)}.eml"
+        (received_dir / name).write_bytes(raw)
+        received_lines.append(f"    {name}：{subject}")
+    for filename, content in annotated:
+        (root / filename).write_bytes(content)
+        entries.append((filename, "退回财政局时随回执附上的标注版：有问题的单元格标红并加批注，另有“问题清单”工作表。"))
+    for filename, content in digest_files:
+        (root / filename).write_bytes(content)
+        what = "通报草稿（Word）" if filename.endswith(".docx") else "月度汇总表（Excel：汇总、报送情况、统计及图表）"
+        entries.append((filename, f"{what}，与{story.period[:4]}年{int(story.period[5:])}月{story.office.schedule.notice_day}日"
+                                  "月报邮件所附的完全相同。"))
+    config_path = root / "mailbot.yaml"
+    config_path.write_text("# mailbot demo 的配置：其中的服务器端口只在演示时有效；查询命令（status、digest、export）可以直接使用。\n"
+                           + yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return _index(root, story, sent_lines, received_lines, entries, config_path)
+
+
+def _index(root: Path, story: Story, sent_lines, received_lines, entries, config_path: Path) -> Path:
+    year, month = story.period.split("-")
+    title = f"mailbot 演示文件索引（{story.office.office.name}，{int(year)}年{int(month)}月）"
+    shown = config_path.resolve()
+    lines = [
+        title, "",
+        f"这里保存了一次 mailbot demo 的全部结果。邮件和文件中的日期都是演示中的日期（{int(year)}年{int(month)}月）。",
+        "",
+        f"{SENT_DIR}/：mailbot 发出的每封邮件（.eml，可用 Foxmail、Outlook、Thunderbird 打开），按发送顺序编号：",
+        *sent_lines,
+        f"{RECEIVED_DIR}/：各单位发来的邮件原件（.eml）：",
+        *received_lines,
+        *[f"{name}：{what}" for name, what in entries],
+        "mailbot.db：数据库（每封邮件的处理结果、每次报送、每一行记录、每封发出的邮件及发送时间）。",
+        "archive/：收到的每封邮件原文，按内容的 sha256 命名，用于复核和重放（mailbot replay）。",
+        f"{LOG_FILE}：演示过程的日志（运行 mailbot demo --verbose 时也显示在屏幕上）。",
+        "mailbot.yaml：演示用的配置。可以用它查询保存下来的数据，例如：",
+        f"    mailbot --config {shown} status --period {story.period}",
+        f"    mailbot --config {shown} digest --period {story.period} --out 目录",
+        f"    mailbot --config {shown} export --period {story.period}",
+    ]
+    path = root / INDEX_FILE
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -303,9 +303,9 @@ def _queued(engine: Engine, office: OfficeConfig, key: str) -> bool:
 
 
 def _enqueue(engine: Engine, office: OfficeConfig, *, kind: str, key: str, period: str, context: dict,
-             attachments=()) -> bool:
+             now: dt.datetime, attachments=()) -> bool:
     mail = letters.build(office, kind=kind, key=key, template=kind, to=list(office.recipients.digest),
-                         context=context, period=period, attachments=list(attachments))
+                         context=context, period=period, attachments=list(attachments), now=now)
     with store.writing(engine) as session:
         return store.enqueue(session, mail)
 
@@ -323,7 +323,7 @@ def queue_monthly(engine: Engine, office: OfficeConfig, period: str, now: dt.dat
     built = built or build_monthly(engine, office, period, now)
     return _enqueue(engine, office, kind="digest", key=key, period=period,
                     context=monthly_context(office, built.month, interim, draft=len(built.files) > 1),
-                    attachments=built.files)
+                    now=now, attachments=built.files)
 
 
 # --- the weekly mail ------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ def queue_weekly(engine: Engine, office: OfficeConfig, now: dt.datetime) -> bool
     if _queued(engine, office, key):
         return False
     return _enqueue(engine, office, kind="weekly", key=key, period=period_of(now, office.office.tz),
-                    context=weekly_context(engine, office, now))
+                    context=weekly_context(engine, office, now), now=now)
 
 
 # --- `mailbot digest` -----------------------------------------------------------------------------

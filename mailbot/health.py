@@ -46,7 +46,8 @@ class Health:
             context = {"since": self.failing_since.astimezone(self.office.office.tz), "error": self.last_error,
                        "login": login, "host": self.office.imap.host, "user": self.office.imap.user}
             mail = letters.build(self.office, kind="alert", key=f"alert:down:{self.failing_since.isoformat()}",
-                                 template="alert_down", to=list(self.office.recipients.digest), context=context)
+                                 template="alert_down", to=list(self.office.recipients.digest), context=context,
+                                 now=now)
             queued = bool(self.office.recipients.digest) and store.enqueue(session, mail)
         log.error("mailbox unavailable since %s (%s); office alerted: %s", self.failing_since.isoformat(),
                   self.last_error, queued)
@@ -65,7 +66,7 @@ class Health:
                                  to=list(self.office.recipients.digest),
                                  context={"since": dt.datetime.fromisoformat(since).astimezone(self.office.office.tz),
                                           "now_local": now.astimezone(self.office.office.tz),
-                                          "host": self.office.imap.host})
+                                          "host": self.office.imap.host}, now=now)
             store.enqueue(session, mail)
         log.info("mailbox available again (down since %s); office told", since)
         return True

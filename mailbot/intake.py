@@ -60,9 +60,11 @@ def changes(old: list[Row], new: list[Row]) -> dict[str, int]:
 
 
 def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: Decision, *,
-           receipts: bool = True, replay_of: int | None = None) -> Message:
+           receipts: bool = True, replay_of: int | None = None, now: dt.datetime | None = None) -> Message:
     """Write the decision in one transaction. `receipts=False` records without answering (an
-    imported back catalogue); `replay_of` re-decides an archived message on purpose."""
+    imported back catalogue); `replay_of` re-decides an archived message on purpose; `now`
+    (default the clock) is when the receipt is written."""
+    now = now or utcnow()
     mail = decision.mail
     imap = office.imap
     with store.writing(engine) as session:
@@ -110,12 +112,12 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
                 day = fetched.arrived.astimezone(office.office.tz).date().isoformat()
                 key = f"same:{decision.department.id}:{decision.period}:{decision.file_sha256[:16]}:{day}"
             if row.status == "rejected" and \
-                    replies_today(session, office, mail.sender) >= office.replies.daily_cap_per_sender:
+                    replies_today(session, office, mail.sender, now) >= office.replies.daily_cap_per_sender:
                 log.warning("message=<%s> daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
                 row.reason = "reply_cap"
             elif len(filed) > 1:
-                _queue_receipt_several(session, office, row, decision, filed, key)
-            elif not _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same) \
+                _queue_receipt_several(session, office, row, decision, filed, key, now)
+            elif not _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same, now) \
                     and same is not None:
                 row.reason = "same_content"
         faults.crash_point("in_transaction")
@@ -168,13 +170,13 @@ def moved_back(first: Message, arrived: dt.datetime) -> bool:
     return first.moved_at is not None and abs((first.received_at - arrived).total_seconds()) < 1
 
 
-def replies_today(session, office: OfficeConfig, sender: str) -> int:
+def replies_today(session, office: OfficeConfig, sender: str, now: dt.datetime) -> int:
     """Error receipts (answers to mistakes and to mail that is no checklist) queued to `sender`
     in the last 24 hours: the cap that stops any mail loop. An accepted checklist's receipt is
     never capped (and not counted)."""
     return session.exec(select(func.count(Outgoing.id)).join(Message, Outgoing.message_pk == Message.id).where(
         Outgoing.office == office.id, Outgoing.kind == "receipt", Message.sender == sender,
-        Message.status == "rejected", Outgoing.created_at > utcnow() - dt.timedelta(days=1))).one()[0]
+        Message.status == "rejected", Outgoing.created_at > now - dt.timedelta(days=1))).one()[0]
 
 
 def leave(engine: Engine, office: OfficeConfig, folder: str, uidvalidity: int, left) -> None:
@@ -214,7 +216,7 @@ def _template_attachment(office) -> tuple[str, bytes, str]:
             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
-def _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same) -> bool:
+def _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same, now) -> bool:
     mail = decision.mail
     errors, warnings = _problems(decision)
     attachments = []
@@ -239,12 +241,12 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff, k
         office, kind="receipt", key=key, template=template, to=[mail.sender],
         context=context, department_id=decision.department.id, period=decision.period or None,
         message_pk=row.id, in_reply_to=mail.message_id, references=mail.references,
-        attachments=attachments, auto="auto-replied",
+        attachments=attachments, auto="auto-replied", now=now,
     )
     return store.enqueue(session, out)
 
 
-def _queue_receipt_several(session, office, row, decision: Decision, filed, key: str) -> None:
+def _queue_receipt_several(session, office, row, decision: Decision, filed, key: str, now) -> None:
     """One receipt for a mail that filed several checklists (months), each with its outcome."""
     mail = decision.mail
     parts, attachments = [], []
@@ -268,13 +270,13 @@ def _queue_receipt_several(session, office, row, decision: Decision, filed, key:
         office, kind="receipt", key=key, template="receipt_several", to=[mail.sender],
         context=context, department_id=decision.department.id, period=decision.period or None,
         message_pk=row.id, in_reply_to=mail.message_id, references=mail.references,
-        attachments=attachments, auto="auto-replied",
+        attachments=attachments, auto="auto-replied", now=now,
     )
     store.enqueue(session, out)
 
 
 def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, decision: Decision | None = None,
-           sha: str | None = None) -> Message:
+           sha: str | None = None, now: dt.datetime | None = None) -> Message:
     """Archive and decide (unless a worker already did both) and commit one fetched message."""
     sha = sha or archive.put(archive_dir, fetched.raw)
     with store.reading(engine) as session:
@@ -284,4 +286,4 @@ def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, dec
     faults.crash_point("after_fetch")
     decision = decision or decide(office, fetched.raw, fetched.arrived, fetched.truncated,
                                   claim="all" if fetched.again else None)
-    return commit(engine, office, fetched, sha, decision)
+    return commit(engine, office, fetched, sha, decision, now=now)

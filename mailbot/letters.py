@@ -99,16 +99,19 @@ def build(
     references: list[str] | tuple[str, ...] = (),
     attachments: list[tuple[str, bytes, str]] = (),
     auto: str = "auto-generated",
+    now: dt.datetime | None = None,
 ) -> Outgoing:
-    """A complete mail as an outbox row (not yet added to a session)."""
-    context = {"office": office.office, "now": utcnow().astimezone(office.office.tz), **context}
+    """A complete mail as an outbox row (not yet added to a session). `now` (aware; default the
+    clock) is when it is written: the date it is signed with, its Date header and created_at."""
+    now = now or utcnow()
+    context = {"office": office.office, "now": now.astimezone(office.office.tz), **context}
     subject, text, html = render(template, context)
     message_id = message_id_for(office, key)
     msg = EmailMessage()
     msg["From"] = formataddr((office.office.name, office.office.address))
     msg["To"] = ", ".join(to)
     msg["Subject"] = _inert(subject)
-    msg["Date"] = format_datetime(utcnow())
+    msg["Date"] = format_datetime(now.astimezone(dt.timezone.utc))
     msg["Message-ID"] = f"<{message_id}>"
     if in_reply_to:
         msg["In-Reply-To"] = f"<{one_line(in_reply_to)}>"
@@ -125,4 +128,5 @@ def build(
     return Outgoing(
         office=office.id, key=key, kind=kind, message_id=message_id, department_id=department_id,
         period=period, message_pk=message_pk, recipients=list(to), subject=subject, raw=msg.as_bytes(policy=email.policy.SMTP),
+        created_at=now,
     )

@@ -35,11 +35,11 @@ def connect(cfg: Smtp) -> smtplib.SMTP:
     return smtp
 
 
-def _sent_last_minute(engine: Engine, office: OfficeConfig) -> int:
+def _sent_last_minute(engine: Engine, office: OfficeConfig, now: dt.datetime) -> int:
     with store.reading(engine) as session:
         return session.exec(select(func.count(Outgoing.id)).where(
             Outgoing.office == office.id, Outgoing.status == "sent",
-            Outgoing.sent_at > utcnow() - dt.timedelta(minutes=1))).one()[0]
+            Outgoing.sent_at > now - dt.timedelta(minutes=1))).one()[0]
 
 
 def _claim(engine: Engine, office: OfficeConfig, limit: int) -> list[Outgoing]:
@@ -80,12 +80,13 @@ def _retry(engine: Engine, office: OfficeConfig, mail: Outgoing, error: str) -> 
     _record(engine, mail.id, attempts=attempts, last_error=error, next_attempt_at=utcnow() + delay)
 
 
-def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None) -> int:
+def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None, clock=utcnow) -> int:
     """Send what is due, within the rate limit; returns how many were sent.
 
-    `sent_copy(raw)` (optional) appends each sent mail to the Sent folder.
+    `sent_copy(raw)` (optional) appends each sent mail to the Sent folder. `clock` stamps
+    sent_at (the demo's own month); leases and retries keep to real time.
     """
-    budget = office.smtp.rate_per_minute - _sent_last_minute(engine, office)
+    budget = office.smtp.rate_per_minute - _sent_last_minute(engine, office, clock())
     if budget <= 0:
         return 0
     due = _claim(engine, office, budget)
@@ -125,7 +126,7 @@ def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None) -> int:
                 return sent
             faults.crash_point("after_smtp")
             error = f"some recipients refused: {refused!r}" if refused else ""
-            _record(engine, mail.id, status="sent", sent_at=utcnow(), attempts=mail.attempts + 1, last_error=error)
+            _record(engine, mail.id, status="sent", sent_at=clock(), attempts=mail.attempts + 1, last_error=error)
             sent += 1
             log.info("outbox=<%s> kind=%s sent to=%s", mail.message_id, mail.kind, ",".join(mail.recipients))
             if sent_copy is not None:

@@ -5,17 +5,21 @@ NetEase's "Unsafe Login", an unverifiable certificate, a missing folder, a close
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import smtplib
 import socket
 import ssl
 import stat
+import sys
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 from imap_tools.errors import MailboxFolderSelectError, MailboxLoginError
 from sqlalchemy.engine import make_url
 
+from . import workdays
 from .config import SECRETS_FILE, Config, OfficeConfig
 from .errors import ConfigError
 from .mailbox import Mailbox
@@ -158,7 +162,26 @@ def exposed_files(config: Config, config_path: str | os.PathLike | None) -> list
     return [c for c in found if c is not None]
 
 
-def run(config: Config, connect: bool, config_path: str | os.PathLike | None = None) -> list[Check]:
+def calendar(today: dt.date) -> list[Check]:
+    """The holiday data must cover this year, and from December on the next: the State Council
+    publishes each year's 放假安排 late in the year before, and chinesecalendar follows."""
+    years = [today.year] + ([today.year + 1] if today.month == 12 else [])
+    missing = [year for year in years if not workdays.has_data(year)]
+    if not missing:
+        return []
+    year = missing[0]
+    if year == today.year:
+        said = f"没有今年（{year}年）的法定节假日和调休安排：现在的提醒日、通知日按周一至周五推算，可能与实际放假安排不符。请立即升级"
+    else:
+        said = (f"没有{year}年的法定节假日和调休安排：{year}年1月起的提醒日、通知日将按周一至周五推算，可能与实际放假安排不符。"
+                "国务院每年年底公布下一年的放假安排，chinesecalendar 随后发布新版本，请每年12月升级")
+    return [Check(f"节假日数据（chinesecalendar {version('chinesecalendar')}）", True,
+                  f"{said}：sudo {Path(sys.prefix) / 'bin' / 'pip'} install -U chinesecalendar，"
+                  "然后重启服务（sudo systemctl restart mailbot）。", warning=True)]
+
+
+def run(config: Config, connect: bool, config_path: str | os.PathLike | None = None,
+        today: dt.date | None = None) -> list[Check]:
     checks = []
     database = make_url(config.database.url).render_as_string(hide_password=True)
     for office in config.offices:
@@ -167,4 +190,6 @@ def run(config: Config, connect: bool, config_path: str | os.PathLike | None = N
                             f"截止日每月{office.schedule.deadline_day}日，数据库 {database}"))
         if connect:
             checks += [check_imap(office, config.database.url), check_smtp(office)]
-    return checks + shared_addresses(config) + exposed_files(config, config_path)
+    tz = config.offices[0].office.tz
+    today = today or dt.datetime.now(tz).date()
+    return checks + shared_addresses(config) + exposed_files(config, config_path) + calendar(today)

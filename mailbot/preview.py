@@ -93,7 +93,7 @@ class _Answers:
         """(the receipt a poll would send, why not)."""
         sender = d.mail.sender
         if d.status == "rejected":
-            sent = (intake.replies_today(self.session, self.office, sender) if self.session else 0) + \
+            sent = (intake.replies_today(self.session, self.office, sender, utcnow()) if self.session else 0) + \
                 self.rejected.get(sender, 0)
             if sent >= self.office.replies.daily_cap_per_sender:
                 return "", "已达每日回复上限，不再回复"

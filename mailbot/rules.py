@@ -37,11 +37,40 @@ DEFAULT_SEVERITY = {
     "id_invalid": "error",
     "unit_mismatch": "error",
     "unit_missing": "warning",
+    "submitter_missing": "warning",
+    "report_date_missing": "warning",
     "report_date_unparsed": "warning",
     "duplicate_row": "warning",
     "sheet_other_month": "error",
     "empty_checklist": "error",
 }
+# code -> what it means, for `mailbot rules` and the example config.
+MEANING = {
+    "wrong_template": "附件中找不到情况清单的表头（不是按模板填写的清单）",
+    "missing_column": "表头缺少模板中的某一列",
+    "entity_empty": "“市场主体（自然人）名称”未填写",
+    "matter_empty": "“行政管理事项名称”未填写",
+    "date_empty": "“日期”未填写",
+    "usage_empty": "“使用信用记录或报告情况”未填写",
+    "measure_empty": "“使用的激励或惩戒措施”未填写",
+    "date_bare_number": "“日期”是一个数字（如 9.2），无法确定年月日",
+    "date_unparsed": "“日期”无法识别",
+    "date_not_exist": "“日期”不存在（如2月30日）",
+    "date_no_year": "“日期”没有写年份",
+    "date_future": "“日期”晚于今天",
+    "date_outside_period": "“日期”不在本次报送所属的月份内",
+    "uscc_invalid": "统一社会信用代码有误（位数、字符或校验码不对）",
+    "id_invalid": "身份证号码有误（位数、出生日期或校验码不对）",
+    "unit_mismatch": "表头“单位”与发件邮箱登记的单位不一致",
+    "unit_missing": "表头“单位”未填写",
+    "submitter_missing": "表头“报送人”未填写",
+    "report_date_missing": "表头“报送日期”未填写",
+    "report_date_unparsed": "表头“报送日期”无法识别",
+    "duplicate_row": "两行内容完全相同（可能重复填写）",
+    "sheet_other_month": "附件中没有本次报送月份的工作表，读取的工作表是其他月份的清单",
+    "empty_checklist": "表格中没有任何记录，也没有写明本月无情况",
+}
+SEVERITY_ZH = {"error": "错误（退回）", "warning": "提示（受理）", "off": "不检查"}
 
 # An extra column whose title says it holds codes (统一社会信用代码, 身份证号码, 证件号码, 证照号 ...).
 _CODE_TITLE = re.compile(r"代码|身份证|证件|证照")
@@ -187,11 +216,11 @@ def unit_matches(unit: str, dept: Department) -> bool:
 def check_header(checklist: Checklist, ctx: Context) -> list[Problem]:
     out: list[Problem | None] = []
     dept = ctx.department
-    if dept is None:
+    if not checklist.unit:
+        out.append(_problem(ctx, checklist, "unit_missing", f"表头“单位”未填写，请在“单位：”后填写“{dept.name}”。"
+                            if dept else "表头“单位”未填写，请在“单位：”后填写本单位全称。"))
+    elif dept is None:
         pass
-    elif not checklist.unit:
-        out.append(_problem(ctx, checklist, "unit_missing",
-                            f"表头“单位”未填写，请填写“{dept.name}”。"))
     else:
         own = unit_match(checklist.unit, dept)
         others = [(unit_match(checklist.unit, d), d) for d in ctx.departments if d.id != dept.id]
@@ -210,7 +239,13 @@ def check_header(checklist: Checklist, ctx: Context) -> list[Problem]:
                 said += "。"
                 fix += "其他单位的清单请由该单位使用其登记的邮箱报送。"
             out.append(_problem(ctx, checklist, "unit_mismatch", said + fix))
-    if text(checklist.report_date):
+    if not checklist.submitter:
+        out.append(_problem(ctx, checklist, "submitter_missing",
+                            "表头“报送人”未填写，请在“报送人：”后填写经办人姓名，以便我办核实情况时联系。"))
+    if not text(checklist.report_date):
+        out.append(_problem(ctx, checklist, "report_date_missing",
+                            "表头“报送日期”未填写，请在“报送日期：”后填写报送当天的日期，如 2026-11-05。"))
+    else:
         result = dates.parse_date(checklist.report_date)
         if not result.ok:
             said = f"报送日期“{text(checklist.report_date)}”没有写年份。" + _DATE_HINT \

@@ -5,11 +5,13 @@ A message leaves the watched folder only after its outcome is committed; if the 
 """
 from __future__ import annotations
 
+import datetime as dt
 import imaplib
 import logging
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Callable
 
 from imap_tools.errors import ImapToolsError
 from sqlalchemy import update
@@ -32,11 +34,11 @@ class PollResult:
     sent: int = 0
 
 
-def _mark_moved(engine: Engine, messages: list[Message]) -> None:
+def _mark_moved(engine: Engine, messages: list[Message], now: dt.datetime) -> None:
     if not messages:
         return
     with store.writing(engine) as session:
-        session.execute(update(Message).where(Message.id.in_([m.id for m in messages])).values(moved_at=utcnow()))
+        session.execute(update(Message).where(Message.id.in_([m.id for m in messages])).values(moved_at=now))
 
 
 def _move(box: Mailbox, uid: int, message: Message) -> bool:
@@ -53,38 +55,39 @@ def _move(box: Mailbox, uid: int, message: Message) -> bool:
     return True
 
 
-def _finish_moves(box: Mailbox, engine: Engine, office: OfficeConfig, result: PollResult) -> None:
+def _finish_moves(box: Mailbox, engine: Engine, office: OfficeConfig, result: PollResult, clock) -> None:
     """Move what was committed but not moved (the move failed, or the process died before it)."""
     with store.reading(engine) as session:
         unmoved = store.unmoved(session, office.id, box.selected, box.uidvalidity)
     moved = [m for m in unmoved if _move(box, m.uid, m)]
-    _mark_moved(engine, moved)
+    _mark_moved(engine, moved, clock())
     result.moved += len(moved)
 
 
 def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, deciders: Deciders,
-          stop=lambda: False) -> PollResult:
+          stop=lambda: False, clock: Callable[[], dt.datetime] = utcnow) -> PollResult:
     """Handle the mail that arrived after the start line and above the high-water mark, batch
     by batch in UID order (while one batch is committed, moved and answered, the workers
-    already decide the next); then whatever the clerk put into the reprocess folder."""
+    already decide the next); then whatever the clerk put into the reprocess folder. `clock`
+    tells the time receipts are written and sent at (the demo's own month)."""
     result = PollResult()
-    _finish_moves(box, engine, office, result)
-    line = watch.begin(engine, office, box.uidvalidity, utcnow())
+    _finish_moves(box, engine, office, result, clock)
+    line = watch.begin(engine, office, box.uidvalidity, clock())
     uidnext = box.uidnext
     uids = watch.unread(box, line)
-    if _batches(box, engine, config, office, deciders, uids, result, stop, line):
+    if _batches(box, engine, config, office, deciders, uids, result, stop, clock, line):
         watch.advance(engine, line, max([line.high_water, *uids, (uidnext or 1) - 1]), scanned=True)
         if not stop() and box.count(office.imap.reprocess_folder):
             box.select(office.imap.reprocess_folder)
             try:
-                _finish_moves(box, engine, office, result)
-                _batches(box, engine, config, office, deciders, box.pending(), result, stop)
+                _finish_moves(box, engine, office, result, clock)
+                _batches(box, engine, config, office, deciders, box.pending(), result, stop, clock)
             finally:
                 box.select()
     return result
 
 
-def _batches(box, engine, config, office, deciders, uids, result, stop, line=None) -> bool:
+def _batches(box, engine, config, office, deciders, uids, result, stop, clock, line=None) -> bool:
     """True when every UID was handled (not stopped half-way)."""
     size = office.imap.batch_size
     ahead = None  # the batch the workers are deciding: (uids, fetched, results)
@@ -94,11 +97,11 @@ def _batches(box, engine, config, office, deciders, uids, result, stop, line=Non
         following = (batch, _fetch(box, engine, office, deciders, batch, result, line)) if batch else None
         if ahead is not None:
             done, work = ahead
-            if work is not None and not _commit(box, engine, config, office, *work, result, stop):
+            if work is not None and not _commit(box, engine, config, office, *work, result, stop, clock):
                 return False
             if line is not None:
                 watch.advance(engine, line, max(done))
-            result.sent += deliver(engine, office, box)
+            result.sent += deliver(engine, office, box, clock)
         ahead = following
     return True
 
@@ -129,7 +132,8 @@ def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Decider
     return fetched, deciders.start(office, fetched)
 
 
-def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, fetched, results, result, stop) -> bool:
+def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, fetched, results, result, stop,
+            clock) -> bool:
     moved = []
     complete = True
     for item, (sha, decision) in zip(fetched, results()):
@@ -137,13 +141,13 @@ def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, 
             complete = False
             break
         faults.crash_point("after_fetch")
-        row = intake.handle(engine, office, config.archive.dir, item, decision, sha)
+        row = intake.handle(engine, office, config.archive.dir, item, decision, sha, now=clock())
         log.info("message=<%s> uid=%s from=%s status=%s reason=%s", row.message_id, item.uid, row.sender,
                  row.status, row.reason or "-")
         result.handled += 1
         if _move(box, item.uid, row):
             moved.append(row)
-    _mark_moved(engine, moved)
+    _mark_moved(engine, moved, clock())
     result.moved += len(moved)
     return complete
 
@@ -160,13 +164,14 @@ def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResul
     return result
 
 
-def deliver(engine: Engine, office: OfficeConfig, box: Mailbox | None = None) -> int:
+def deliver(engine: Engine, office: OfficeConfig, box: Mailbox | None = None,
+            clock: Callable[[], dt.datetime] = utcnow) -> int:
     sent_copy = None
     if box is not None and office.imap.sent_folder:
         sent_copy = lambda raw: box.append(office.imap.sent_folder, raw)  # noqa: E731
     total = 0
     while True:
-        sent = outbox.deliver(engine, office, sent_copy=sent_copy)
+        sent = outbox.deliver(engine, office, sent_copy=sent_copy, clock=clock)
         total += sent
         if sent == 0:
             return total

@@ -148,7 +148,7 @@ def _department_mail(office: OfficeConfig, item: Due, st: Standing, subs: list, 
     }
     return letters.build(office, kind=item.kind, key=item.key, template=item.kind, to=list(dept.emails),
                          context=context, department_id=dept.id, period=item.period,
-                         attachments=[(TEMPLATE_NAME, blank, XLSX)])
+                         attachments=[(TEMPLATE_NAME, blank, XLSX)], now=now)
 
 
 def _tongbao_mail(office: OfficeConfig, item: Due, by_dept: dict[str, Standing], now: dt.datetime) -> Outgoing:
@@ -162,7 +162,7 @@ def _tongbao_mail(office: OfficeConfig, item: Due, by_dept: dict[str, Standing],
         "escalation": list(office.recipients.escalation),
     }
     return letters.build(office, kind=TONGBAO, key=item.key, template=TONGBAO, to=list(office.recipients.digest),
-                         context=context, period=item.period, attachments=attachments)
+                         context=context, period=item.period, attachments=attachments, now=now)
 
 
 # --- the tick ------------------------------------------------------------------------------------

@@ -9,16 +9,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sqlite3
 from pathlib import Path
 from typing import Iterator
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, inspect, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
+from .errors import MailbotError
 from .models import Message, Outgoing, Row, Submission
 
 BUSY_TIMEOUT_MS = 30_000
@@ -91,7 +93,38 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def connect(url: str) -> Engine:
+class NoDatabase(MailbotError):
+    """A command that only reads found no database: it says so instead of creating an empty one."""
+
+
+def exists(url: str) -> bool:
+    """Does the database hold mailbot's tables? Asked without creating or writing anything."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        engine = create_engine(url, poolclass=NullPool, hide_parameters=True)
+        try:
+            return inspect(engine).has_table("alembic_version")
+        finally:
+            engine.dispose()
+    if not parsed.database or parsed.database == ":memory:":
+        return False
+    path = Path(parsed.database)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'").fetchone() \
+            is not None
+
+
+def connect(url: str, *, create: bool = True) -> Engine:
+    """The database, migrated to the newest schema. `create=False`, for the commands that only
+    read (status, digest, export): a database that does not exist yet raises NoDatabase, and no
+    file, directory or table is made."""
+    if not create and not exists(url):
+        where = make_url(url).render_as_string(hide_password=True)
+        raise NoDatabase(f"数据库 {where} 还不存在：mailbot 还没有在这里收取过邮件，没有可以查询的记录。"
+                         "请确认 --config 指定的配置文件（database.url）和当前工作目录是否正确；"
+                         "首次使用请先运行 mailbot poll 或启动服务（mailbot run）。")
     engine = open_engine(url)
     migrate(engine)
     return engine

@@ -124,10 +124,11 @@ def _validations(ws, date_col: int) -> None:
         formula1=str(int(to_excel(date(2000, 1, 1)))), formula2=str(int(to_excel(date(2099, 12, 31)))),
         allow_blank=True, errorStyle="warning", showErrorMessage=True, showInputMessage=True,
         promptTitle="日期填写",
-        prompt="请填写使用信用记录或信用报告的日期，年、月、日填写完整，"
-               "如 2026-11-05、2026年11月5日、2026.11.5。",
+        prompt="请填写使用信用记录或信用报告的日期，年、月、日写全，如 2026-11-05 或 2026/11/5，"
+               "Excel 会将其存为日期。请不要写成 2026.11.5（Excel 会把它当作文字）。",
         errorTitle="请核对日期",
-        error="所填内容不是标准日期格式。如确认无误，请点击“是”继续。",
+        error="所填内容不是日期（如 2026.11.5 会被当作文字），建议改为 2026-11-05 或 2026/11/5。"
+              "如确认无误，请点击“是”继续。",
     )
     dates.add(f"{date_letter}{FIRST_DATA_ROW}:{date_letter}{LAST_DATA_ROW}")
 
@@ -161,7 +162,8 @@ def instructions(office_name: str | None = None, office_address: str | None = No
         + "".join(f"“{f}”" for f in HEADER_FIELDS) + "。",
         f"表格各列依次为{quoted}，请勿增删、调换列或修改列标题。",
         "每使用一次信用记录或信用报告填写一行；市场主体请填写全称（自然人填写姓名），有统一社会信用代码的可一并填写。",
-        "“日期”请填写完整的年、月、日，可采用 2026-11-05、2026年11月5日、2026.11.5 等形式。",
+        "“日期”请填写完整的年、月、日，如 2026-11-05 或 2026/11/5，Excel 会将其存为日期；"
+        "请不要写成 2026.11.5，Excel 会把它当作文字。",
         "“使用信用记录或报告情况”请写明查询渠道（如“信用中国”“信用石家庄”、政府采购网、"
         "国家企业信用信息公示系统）及查询结果。",
         "“使用的激励或惩戒措施”可从下拉列表中选择，也可直接填写；未采取措施的，请填写“无”。",

@@ -9,6 +9,7 @@ import gc
 
 from . import checklist as checklist_mod, rules, workbook
 from .codes import mask_ids
+from .terminal import cells, hanging, wrap
 from .config import Limits, OfficeConfig
 from .errors import Rejected
 
@@ -79,17 +80,35 @@ def _verdict(data: bytes, filename: str, office: OfficeConfig | None, today: dt.
 
 
 def print_verdict(result: dict, console=None) -> None:
-    from rich.console import Console  # here, not at the top: `check --json` never draws a table
-    from rich.table import Table
+    """The verdict for a person: every problem in full, wrapped to the terminal, never cut."""
+    from rich.console import Console  # here, not at the top: `check --json` never draws anything
+    from rich.markup import escape
 
     console = console or Console()
-    head = "[green]通过校验[/green]" if result["accepted"] else "[red]未通过校验[/red]"
-    console.print(f"{head}  单位：{result['unit'] or '（未填写）'}  报送人：{result['submitter'] or '（未填写）'}  "
-                  f"报送日期：{result['report_date'] or '（未识别）'}  记录：{len(result['rows'])}条"
-                  + ("（本月无情况）" if result["nil_report"] else ""))
-    if result["problems"]:
-        table = Table("级别", "位置", "问题", show_lines=False)
-        for p in result["problems"]:
-            where = "".join(filter(None, [p.get("sheet") or "", f" {p['column'] or ''}{p['row'] or ''}" if p.get("row") else ""]))
-            table.add_row("错误" if p["severity"] == "error" else "提示", where.strip(), p["message"])
-        console.print(table)
+    width = console.width
+
+    def say(lines: list[str], style: str = "") -> None:
+        for line in lines:
+            console.print(escape(line), style=style or None, soft_wrap=True, highlight=False)
+
+    head = "通过校验" if result["accepted"] else "未通过校验"
+    facts = "，".join([f"单位：{result['unit'] or '（未填写）'}", f"报送人：{result['submitter'] or '（未填写）'}",
+                       f"报送日期：{result['report_date'] or '（未填写或未识别）'}",
+                       f"记录：{len(result['rows'])}条" + ("（本月无情况）" if result["nil_report"] else "")])
+    console.print(head, style="bold green" if result["accepted"] else "bold red", end="  ", highlight=False)
+    first, *rest = hanging(" " * (cells(head) + 2), facts, width)
+    say([first.lstrip()] + rest)
+    problems = result["problems"]
+    if not problems:
+        return
+    errors = sum(1 for p in problems if p["severity"] == "error")
+    say(wrap(f"发现{len(problems)}个问题：错误{errors}个（须修改后重新报送），提示{len(problems) - errors}个"
+             "（不影响受理，请核实）。", width))
+    digits = len(str(len(problems)))
+    for n, p in enumerate(problems, 1):
+        label = "错误" if p["severity"] == "error" else "提示"
+        number = f"{n:>{digits}}. "
+        first, *rest = hanging(f"{number}{label} ", p["message"], width)
+        console.print(number, end="", highlight=False)
+        console.print(label, style="red" if label == "错误" else "yellow", end=" ", highlight=False)
+        say([first[len(number) + len(label) + 1:]] + rest)

@@ -42,6 +42,15 @@ def _warn_unknown_year(year: int) -> None:
     )
 
 
+def has_data(year: int) -> bool:
+    """Does the installed chinesecalendar know `year`'s holidays and 调休? (`config check` asks.)"""
+    try:
+        chinese_calendar.is_workday(date(year, 6, 1))
+    except NotImplementedError:
+        return False
+    return True
+
+
 def is_workday(day: date) -> bool:
     """True if government offices work on `day`: holidays are off, 调休 weekend days are on."""
     day = _as_date(day)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from mailbot.demo import filled_checklist
+from mailbot.scenario import filled_checklist
 
 MAIL_DIR = Path(__file__).parent / "data" / "mail"  # .eml fixtures: every shape of mail seen in practice
 CST = dt.timezone(dt.timedelta(hours=8))

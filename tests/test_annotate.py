@@ -221,7 +221,7 @@ FORMULA_LIKE = ["=1+1", "+8613800000000", "-5+3", "@SUM(A1:A2)", "=HYPERLINK(\"h
 
 
 def test_csv_input_becomes_an_xlsx_and_formula_like_text_stays_text():
-    lines = [["单位：", "赞皇县市场监督管理局"], ["报送日期：", "2026-11-20"],
+    lines = [["单位：赞皇县市场监督管理局  报送人：王某"], ["报送日期：", "2026-11-20"],  # both in one cell
              ["市场主体（自然人）名称", "行政管理事项名称", "日期", "使用信用记录或报告情况", "使用的激励或惩戒措施"]]
     lines += [[value, "食品经营许可证核发", "2026-11-03", "经信用中国查询，无失信记录", "无"] for value in FORMULA_LIKE]
     lines += [["某公司", "=cmd|' /C calc'!A0", "9.2", "\t=1+2", "无"]]

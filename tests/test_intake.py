@@ -76,6 +76,21 @@ def test_checklist_with_errors_gets_error_receipt_naming_rows(setup):
     assert status["scjgj"]["state"] == "rejected"
 
 
+def test_blank_header_fields_are_accepted_with_a_warning_in_the_receipt(setup):
+    xlsx = factory.checklist_xlsx(unit="", submitter="", report_date=None)
+    setup.account.append(factory.mail(attachments=(("清单.xlsx", xlsx, factory.XLSX),)))
+    setup.poll()
+    [receipt] = setup.smtp.messages
+    assert receipt.message["Subject"].startswith("回执：【已受理】")
+    text = body_text(receipt)
+    warned = text[text.index("以下内容请核实（不影响本次受理）："):]
+    assert "表头“单位”未填写，请在“单位：”后填写“赞皇县市场监督管理局”。" in warned
+    assert "表头“报送人”未填写，请在“报送人：”后填写经办人姓名" in warned
+    assert "表头“报送日期”未填写，请在“报送日期：”后填写报送当天的日期" in warned
+    [sub] = setup.rows(Submission)
+    assert sub.accepted and {p["code"] for p in sub.problems} == {"unit_missing", "submitter_missing", "report_date_missing"}
+
+
 def _status(setup, period):
     from mailbot.status import status
     return status(setup.engine, setup.office, period)
@@ -133,6 +148,11 @@ def test_poll_once_and_status_from_the_command_line(setup, capsys):
     setup.account.append(factory.mail(), date=factory.ON_TIME)
     assert main(["--config", str(setup.config_path), "poll", "--once"]) == 0
     assert len(setup.smtp.wait_for(1)) == 1
+    setup.account.append(factory.mail(sender="czj@example.gov.cn", attachments=(
+        ("清单.xlsx", factory.checklist_xlsx(unit="赞皇县财政局"), factory.XLSX),)), date=factory.ON_TIME)
+    assert main(["--config", str(setup.config_path), "poll"]) == 0  # without --once: one poll, too
+    assert [m.rcpt_tos for m in setup.smtp.wait_for(2)] == [("scjgj@example.gov.cn",), ("czj@example.gov.cn",)]
+    assert setup.account.uids("INBOX") == []
     capsys.readouterr()
     assert main(["--config", str(setup.config_path), "status", "--period", "2026-11", "--json"]) == 0
     import json
@@ -141,7 +161,7 @@ def test_poll_once_and_status_from_the_command_line(setup, capsys):
     assert by_id["scjgj"] | {"sent": None, "filed_at": None} == {
         "id": "scjgj", "name": "赞皇县市场监督管理局", "state": "filed", "rows": 3, "submissions": 1,
         "nil_report": False, "sent": None, "filed_at": None}
-    assert by_id["czj"]["state"] == "missing" and by_id["czj"]["submissions"] == 0
+    assert by_id["czj"]["state"] == "filed" and by_id["czj"]["submissions"] == 1
 
 
 def test_receipt_is_queued_in_the_same_transaction_and_delivered_once(setup):

@@ -63,7 +63,7 @@ def checklist_from(office_id: str, dept: int, rows=factory.GOOD_ROWS) -> bytes:
 def test_a_single_office_file_and_a_list_of_offices_both_load(two_offices):
     cfg = two_offices()
     assert [o.id for o in cfg.offices] == ["zanhuang", "yuanshi"]
-    with pytest.raises(config_mod.ConfigError, match="every office needs its own office.id"):
+    with pytest.raises(config_mod.ConfigError, match="每个办公室都需要各自不同的 office.id"):
         config_mod.parse({"offices": [_office(two_offices.accounts["zanhuang"], type("S", (), {"port": 1}), "a", "a@x.cn",
                                               _depts("a"))] * 2})
 

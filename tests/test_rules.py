@@ -41,9 +41,9 @@ def good(**cells) -> dict:
     return row
 
 
-def make(*rows: dict, unit="赞皇县市场监督管理局", report_date=dt.datetime(2026, 11, 20), extras=(),
+def make(*rows: dict, unit="赞皇县市场监督管理局", submitter="王某", report_date=dt.datetime(2026, 11, 20), extras=(),
          extra_columns=None, first_row=7, **fields) -> Checklist:
-    cl = Checklist(sheet="情况清单", header_row=first_row - 1, columns=dict(COLUMNS), unit=unit, submitter="王某",
+    cl = Checklist(sheet="情况清单", header_row=first_row - 1, columns=dict(COLUMNS), unit=unit, submitter=submitter,
                    report_date=report_date, extra_columns=extra_columns or {}, **fields)
     cl.rows = [Row(first_row + i, cells, dict(extras[i]) if i < len(extras) else {}) for i, cells in enumerate(rows)]
     return cl
@@ -114,7 +114,7 @@ def test_year_less_december_date_in_a_january_report_is_last_year():
 
 def test_year_less_date_without_report_date_takes_the_year_of_the_period():
     checked = check(make(good(date="11月5日"), report_date=None))
-    assert checked.dates[7] == dt.date(2026, 11, 5) and checked.problems == []
+    assert checked.dates[7] == dt.date(2026, 11, 5) and [p.code for p in checked.problems] == ["report_date_missing"]
 
 
 @pytest.mark.parametrize(("cell", "code", "severity", "says"), [
@@ -231,7 +231,7 @@ def test_codes_in_the_code_column_and_extra_columns_are_located_there():
     buf = io.BytesIO()
     wb.save(buf)
     cl = checklist_mod.parse(workbook.read(buf.getvalue(), "清单.xlsx", Limits()))
-    checked = check(cl)
+    checked = check(cl, severity={"submitter_missing": "off"})  # the sheet has no 报送人 row
     assert found(checked) == [("uscc_invalid", "error", 5, "C"), ("id_invalid", "error", 5, "I"),
                               ("uscc_invalid", "error", 6, "C")]
     first, second, third = checked.problems
@@ -328,8 +328,34 @@ def test_an_exact_match_with_another_department_beats_a_loose_one_with_the_sende
 def test_a_missing_unit_is_a_warning_and_offline_checks_do_not_compare_units():
     [problem] = check(make(good(), unit="")).problems
     assert (problem.code, problem.severity) == ("unit_missing", "warning")
-    assert problem.message == "工作表“情况清单”：表头“单位”未填写，请填写“赞皇县市场监督管理局”。"
+    assert problem.message == "工作表“情况清单”：表头“单位”未填写，请在“单位：”后填写“赞皇县市场监督管理局”。"
     assert check(make(good(), unit="赞皇县财政局"), dept=None).problems == []
+    [offline] = check(make(good(), unit=""), dept=None).problems  # `mailbot check`: no department known
+    assert (offline.code, offline.severity) == ("unit_missing", "warning")
+    assert offline.message == "工作表“情况清单”：表头“单位”未填写，请在“单位：”后填写本单位全称。"
+
+
+@pytest.mark.parametrize("dept", [SCJGJ, None], ids=["receipt", "offline"])
+def test_blank_header_fields_are_warnings_that_do_not_reject(dept):
+    checked = check(make(good(), unit="", submitter="", report_date=None), dept=dept)
+    assert [(p.code, p.severity, p.row, p.column) for p in checked.problems] == [
+        ("unit_missing", "warning", None, None), ("submitter_missing", "warning", None, None),
+        ("report_date_missing", "warning", None, None)]
+    assert checked.accepted
+    by_code = {p.code: p.message for p in checked.problems}
+    assert by_code["submitter_missing"] == "工作表“情况清单”：表头“报送人”未填写，请在“报送人：”后填写经办人姓名，以便我办核实情况时联系。"
+    assert by_code["report_date_missing"] == "工作表“情况清单”：表头“报送日期”未填写，请在“报送日期：”后填写报送当天的日期，如 2026-11-05。"
+    assert check(make(nil_report=True, unit="", submitter=""), dept=dept).accepted  # a nil report too
+
+
+@pytest.mark.parametrize(("severity", "expected"), [
+    ({"submitter_missing": "error"}, [("submitter_missing", "error")]),
+    ({"submitter_missing": "off", "report_date_missing": "off"}, []),
+])
+def test_blank_header_fields_are_configurable_like_the_others(severity, expected):
+    checked = check(make(good(), submitter="", report_date=None), severity={"report_date_missing": "off", **severity})
+    assert [(p.code, p.severity) for p in checked.problems] == expected
+    assert checked.accepted is (expected == [] or expected[0][1] != "error")
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -342,7 +368,7 @@ def test_a_missing_unit_is_a_warning_and_offline_checks_do_not_compare_units():
 def test_report_date_is_parsed(value, expected):
     cl = make(good(), report_date=value)
     assert rules.report_date(cl) == expected
-    assert check(cl).problems == []
+    assert [p.code for p in check(cl).problems] == ([] if expected else ["report_date_missing"])
 
 
 @pytest.mark.parametrize(("value", "says"), [
@@ -413,7 +439,8 @@ def test_severity_comes_from_config(severity, expected, accepted):
 def test_defaults_cover_every_code_and_are_sensible():
     assert set(rules.DEFAULT_SEVERITY.values()) == {"error", "warning"}
     warnings = {c for c, s in rules.DEFAULT_SEVERITY.items() if s == "warning"}
-    assert warnings == {"measure_empty", "date_outside_period", "unit_missing", "report_date_unparsed", "duplicate_row"}
+    assert warnings == {"measure_empty", "date_outside_period", "unit_missing", "submitter_missing", "report_date_missing",
+                        "report_date_unparsed", "duplicate_row"}
 
 
 # ---------------------------------------------------------------- the reporting period

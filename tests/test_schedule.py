@@ -486,7 +486,7 @@ def test_tick_command_rejects_a_bad_time(smtp_server, tmp_var, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--config", str(path), "tick", "--at", "20th of November"])
     assert exc.value.code == 2
-    assert "use an ISO date-time" in capsys.readouterr().err
+    assert "“20th of November”不是时间：请写成如 2026-11-20T09:00" in capsys.readouterr().err
 
 
 def test_daemon_scheduler_job_ticks_and_delivers(smtp_server, tmp_var, frozen):
@@ -527,7 +527,7 @@ def test_a_second_daemon_refuses_to_start(mailbox_account, smtp_server, tmp_var)
         assert factory.wait_until(lambda: "holding the lock" in log_path.read_text()), log_path.read_text()
         second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
         assert second.returncode == 1
-        assert second.stderr.strip().endswith(f"mailbot: 另一个 mailbot（进程 {first.pid}）正在使用数据库 {tmp_var}/mailbot.db，不能再启动一个守护进程。")
+        assert second.stderr.strip().endswith(f"mailbot run：另一个 mailbot（进程 {first.pid}）正在使用数据库 {tmp_var}/mailbot.db，不能再启动一个守护进程。")
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=15) == 0
     finally:

@@ -1,6 +1,7 @@
 """The generated blank checklist, read back the way a department's Excel/WPS would see it."""
 from __future__ import annotations
 
+import re
 from io import BytesIO
 
 import pytest
@@ -99,8 +100,22 @@ def test_date_validation_warns_but_accepts_text(ws):
     assert "C206" in dv.sqref and "C207" not in dv.sqref
     assert dv.type == "date"
     assert dv.errorStyle in ("warning", "information") or not dv.showErrorMessage
-    assert dv.showInputMessage and "2026年11月5日" in dv.prompt
-    assert len(dv.prompt) <= 255 and len(dv.promptTitle) <= 32
+    assert dv.showInputMessage and "2026-11-05 或 2026/11/5" in dv.prompt
+    assert len(dv.prompt) <= 255 and len(dv.promptTitle) <= 32 and len(dv.error) <= 255 and len(dv.errorTitle) <= 32
+
+
+def _suggested(text: str) -> list[str]:
+    """The date forms a text suggests: those it names before any “不要” (don't)."""
+    return re.findall(r"\d{4}[-/.年]\d{1,2}[-/.月]\d{1,2}日?", text.split("不要")[0])
+
+
+def test_the_date_forms_suggested_are_ones_excel_stores_as_dates(ws):
+    """2026.11.5 is kept as text by Excel: the template must not suggest it (issue 17)."""
+    prompt = _validation_for(ws, "C7").prompt
+    line = next(line for line in template.instructions() if line.startswith("6. “日期”"))
+    for text in (prompt, line):
+        assert _suggested(text) == ["2026-11-05", "2026/11/5"], text
+        assert "不要写成 2026.11.5" in text
 
 
 def test_measure_dropdown_allows_free_text(ws):

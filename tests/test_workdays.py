@@ -144,3 +144,46 @@ def test_walk_back_from_2004_into_2003():
     assert not is_workday(date(2004, 1, 1))
     assert previous_workday(date(2004, 1, 1)) == date(2003, 12, 31)
     assert add_workdays(date(2004, 1, 2), -1) == date(2003, 12, 31)
+
+
+# --- `config check` tells the admin before the calendar runs out (issue 17).
+
+LAST_KNOWN = max(year for year in range(2004, 2101) if workdays.has_data(year))
+
+
+def test_has_data_follows_what_chinese_calendar_knows():
+    assert workdays.has_data(2004) and workdays.has_data(2026) and workdays.has_data(LAST_KNOWN)
+    assert not workdays.has_data(2003) and not workdays.has_data(LAST_KNOWN + 1)
+    with pytest.raises(NotImplementedError):
+        chinese_calendar.is_workday(date(LAST_KNOWN + 1, 6, 1))
+
+
+def test_config_check_warns_in_december_when_the_coming_year_is_missing():
+    from mailbot import preflight
+
+    assert preflight.calendar(date(LAST_KNOWN, 11, 30)) == []  # too early: the schedule may not be out
+    [december] = preflight.calendar(date(LAST_KNOWN, 12, 1))
+    assert december.ok and december.warning
+    assert december.what.startswith("节假日数据（chinesecalendar ")
+    assert f"没有{LAST_KNOWN + 1}年的法定节假日和调休安排：{LAST_KNOWN + 1}年1月起的提醒日" in december.detail
+    assert "请每年12月升级" in december.detail and "pip install -U chinesecalendar" in december.detail
+    [late] = preflight.calendar(date(LAST_KNOWN + 1, 3, 1))
+    assert f"没有今年（{LAST_KNOWN + 1}年）的法定节假日" in late.detail and "请立即升级" in late.detail
+
+
+def test_config_check_command_shows_the_calendar_warning(tmp_path, capsys):
+    import json
+
+    import time_machine
+
+    from mailbot.cli import main
+    from tests import factory
+    from tests.test_config import MINIMAL
+
+    data = json.loads(json.dumps(MINIMAL)) | {"database": {"url": f"sqlite:///{tmp_path}/mailbot.db"}}
+    path = factory.write_config(tmp_path / "mailbot.yaml", data)
+    path.chmod(0o600)
+    with time_machine.travel(datetime(LAST_KNOWN, 12, 2, 9, 0), tick=False):
+        assert main(["--config", str(path), "config", "check"]) == 0  # a warning: the exit status stays 0
+    out = capsys.readouterr().out.replace("\n", "")
+    assert f"! 节假日数据（chinesecalendar " in out and f"没有{LAST_KNOWN + 1}年的法定节假日" in out
