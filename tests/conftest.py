@@ -3,6 +3,7 @@ aiosmtpd capture. The server classes live in tests/servers.py; import them as
 ``from tests.servers import ...`` (bench/ and scripts do the same from the repo root)."""
 
 import itertools
+import os
 import shutil
 import sys
 import tempfile
@@ -10,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import select
 
 from mailbot import config as config_mod, runner, store
@@ -23,6 +25,34 @@ from tests.servers import DOVECOT_BINARY, Dovecot, SmtpCapture  # noqa: E402
 
 SMTP_AUTH = ("mailbot", "smtp-secret")
 _user_numbers = itertools.count(1)
+
+# Hypothesis profiles, the one place that says how hard the property tests look (the fuzzing of
+# tests/test_fuzz.py above all). A test that names no max_examples follows the profile; one that
+# names it keeps it. `pytest -v` shows the profile in its header.
+#   default  a run without the slow tests (-m "not slow"): quick
+#   ci       a run with them (CI's and the README's `pytest -q`): 400 examples, as deep as CI fuzzed
+#   deep     a night's run: MAILBOT_FUZZ_EXAMPLES examples (setting it selects this profile), e.g.
+#            MAILBOT_FUZZ_EXAMPLES=5000 .venv/bin/python -m pytest tests/test_fuzz.py -k hostile_input
+# HYPOTHESIS_PROFILE=<name>, or Hypothesis' own --hypothesis-profile, chooses one outright.
+_BASE = settings.get_profile("default")  # Hypothesis' own, not its "ci" (which the CI variable selects)
+settings.register_profile("default", _BASE, max_examples=100)
+settings.register_profile("ci", _BASE, max_examples=400)
+settings.register_profile("deep", _BASE, max_examples=int(os.environ.get("MAILBOT_FUZZ_EXAMPLES") or 4000))
+
+
+def _runs_slow_tests(config) -> bool:
+    """Would `-m` keep a test marked slow (and nothing else)? No `-m` keeps everything."""
+    from _pytest.mark.expression import Expression  # how pytest itself evaluates -m
+
+    markexpr = config.getoption("markexpr")
+    return not markexpr or Expression.compile(markexpr).evaluate(lambda name, **kwargs: name == "slow")
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test modules are imported, and before --hypothesis-profile
+def pytest_configure(config):
+    chosen = os.environ.get("HYPOTHESIS_PROFILE") or (
+        "deep" if os.environ.get("MAILBOT_FUZZ_EXAMPLES") else "ci" if _runs_slow_tests(config) else "default")
+    settings.load_profile(chosen)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,9 @@ Inputs start from the fixtures in tests/data and the factory's mails and are mut
 level: bytes (flips, cuts, splices), zip members (shuffled, dropped, doubled, damaged, XML
 edited), cell contents, headers, boundaries, transfer encodings, charsets, nesting, file names
 in every encoding. Each example goes through `decide` and `commit` (a SQLite file, no servers);
-a smaller batch goes through real Dovecot and aiosmtpd. `-m slow` runs many more examples.
+a smaller batch goes through real Dovecot and aiosmtpd. How many examples: the Hypothesis profile
+(tests/conftest.py): 100 a source without the slow tests, 400 with them (CI), MAILBOT_FUZZ_EXAMPLES
+for a deeper run.
 """
 from __future__ import annotations
 
@@ -49,8 +51,6 @@ MAILS = sorted((DATA / "mail").glob("*.eml")) + sorted((DATA / "checklists").glo
 CPYTHON_MAIL = Path(f"/usr/lib/python{sys.version_info.major}.{sys.version_info.minor}/test/test_email/data")
 ARRIVED = factory.ON_TIME
 MEMORY_LIMIT = 200 << 20  # peak RSS growth allowed for one message
-EXAMPLES = 100
-SLOW_EXAMPLES = int(os.environ.get("MAILBOT_FUZZ_EXAMPLES", "400"))  # CI: 400 a source; deeper runs: raise it
 REGISTERED = [e for d in factory.DEPARTMENTS for e in d["emails"]]
 
 # ---------------------------------------------------------------- hostile text
@@ -640,18 +640,27 @@ DEADLINE = dt.timedelta(seconds=5)
 
 
 @pytest.mark.parametrize("source", MAKERS)
-@settings(max_examples=EXAMPLES, deadline=DEADLINE, suppress_health_check=_HEALTH)
+@settings(deadline=DEADLINE, suppress_health_check=_HEALTH)  # max_examples: the profile's
 @given(rnd=RANDOMS, text=TEXT)
 def test_hostile_input_ends_in_a_known_state(pipeline, source, rnd, text):
     pipeline.check(generate(source, rnd, text))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("source", MAKERS)
-@settings(max_examples=SLOW_EXAMPLES, deadline=DEADLINE, suppress_health_check=_HEALTH)
-@given(rnd=RANDOMS, text=TEXT)
-def test_hostile_input_ends_in_a_known_state_many(pipeline, source, rnd, text):
-    pipeline.check(generate(source, rnd, text))
+@pytest.mark.parametrize("args, env, profile", [
+    (["-m", "not slow"], {}, "'default'"),  # quick: Hypothesis' own 100 examples
+    ([], {}, "'ci' -> max_examples=400"),  # CI's run, with the slow tests: as deep as CI always fuzzed
+    (["-m", "not slow"], {"MAILBOT_FUZZ_EXAMPLES": "9"}, "'deep' -> max_examples=9"),
+])
+def test_how_deep_the_fuzzing_goes_follows_the_run(args, env, profile):
+    """tests/conftest.py picks the Hypothesis profile from the run: a wrong pick would silently fuzz
+    CI a quarter as deep (or make the quick run slow)."""
+    import subprocess
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("HYPOTHESIS_PROFILE", "MAILBOT_FUZZ_EXAMPLES")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-v", "-p", "no:cacheprovider", *args,
+                           f"{Path(__file__).parent / 'test_codes.py'}::test_codes_never_raise"],
+                          env={**clean, **env}, capture_output=True, text=True, timeout=120)
+    assert f"hypothesis profile {profile}" in done.stdout.splitlines(), done.stdout + done.stderr
 
 
 # ---------------------------------------------------------------- what fuzzing found, kept found

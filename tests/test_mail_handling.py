@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from mailbot import intake, message, store
 from mailbot.mailbox import Mailbox
 from mailbot.models import Message, Outgoing, Submission
 from tests import factory
+from tests.data import expect_mails
 
 MAIL = Path(__file__).parent / "data" / "mail"
 NAME = "赞皇县市场监督管理局11月情况清单.xlsx"
@@ -25,28 +27,19 @@ def fixture(name: str) -> bytes:
 
 # --- parsing and classification, no servers -------------------------------------------------
 
-@pytest.mark.parametrize("name, sender, subject, attachments, classified", [
-    ("foxmail_gbk_rfc2047.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [NAME], None),
-    ("rfc2231_gb18030.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [NAME], None),
-    ("raw_8bit_gbk.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [NAME], None),
-    ("forwarded.eml", "scjgj@example.gov.cn", "转发：2026年11月情况清单", [NAME], None),
-    ("with_pdf_scan.eml", "scjgj@example.gov.cn", "2026年11月情况清单", ["盖章扫描件.pdf", NAME], None),
-    ("auto_reply.eml", "scjgj@example.gov.cn", "自动回复：回执：【已受理】2026年11月情况清单", [], "auto_reply"),
-    ("outlook_oof.eml", "scjgj@example.gov.cn", "Automatic reply: 2026", [], "auto_reply"),
-    ("precedence_bulk.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [], "auto_reply"),
-    ("mailing_list.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [], "list"),
-    ("dsn_bounce.eml", "mailer-daemon@mx.example.test", "Undelivered Mail Returned to Sender", [], "bounce"),
-    ("qq_bounce.eml", "postmaster@qq.com", "退信", [], "bounce"),
-    ("unknown_sender.eml", "stranger@qq.com", "2026年11月情况清单", [NAME], None),
-    ("no_attachment.eml", "scjgj@example.gov.cn", "2026年11月情况清单", [], None),
-    ("large_attachment_link.eml", "scj_clerk@163.com", "2026年11月情况清单", [], None),
-])
-def test_every_mail_shape_parses(name, sender, subject, attachments, classified):
-    mail = message.parse(fixture(name))
-    assert mail.sender == sender
-    assert mail.subject == subject
-    assert [a.filename for a in mail.attachments] == attachments
-    assert message.classify(mail, **OWN) == classified
+@pytest.mark.parametrize("name", expect_mails.names())
+def test_golden_mail(name):
+    """What parse, claim and decide make of the fixture is what its .eml.expected.json says.
+    After an intended change: `.venv/bin/python tests/data/expect_mails.py`, then read its summary."""
+    want = json.loads(expect_mails.expected_path(name).read_text(encoding="utf-8"))
+    got = expect_mails.view(name)
+    assert got == want, "\n".join(f"{path}: {old!r} -> {new!r}" for path, old, new in expect_mails.changes(want, got))
+
+
+def test_every_mail_fixture_has_its_expectation_and_no_expectation_is_orphaned():
+    fixtures = expect_mails.names()
+    expectations = sorted(p.name.removesuffix(expect_mails.SUFFIX) for p in MAIL.glob(f"*{expect_mails.SUFFIX}"))
+    assert expectations == fixtures and len(fixtures) >= 18
 
 
 GBK_ONLY = ("gb2312_label_rfc2047.eml", "gb2312_label_rfc2231.eml", "gbk_raw_8bit.eml")

@@ -281,8 +281,24 @@ def test_down_and_up(smtp_server):
     assert len(smtp_server.wait_for(1)) == 1
 
 
-def test_tmp_var_is_an_empty_dir(tmp_var):
-    assert tmp_var.is_dir() and list(tmp_var.iterdir()) == []
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")} \
+        if root.exists() else {}
+
+
+def test_a_configured_office_writes_only_into_its_own_tmp_var(setup):
+    """A whole poll (database, archive, receipt) writes into the test's own directory, never into
+    var/ of the working directory, where the config's defaults point: that is a developer's own
+    database and mail archive (relative paths are relative to the cwd)."""
+    from tests import factory
+
+    home = Path.cwd()
+    before, names = _tree(home / "var"), sorted(p.name for p in home.iterdir())
+    setup.account.append(factory.mail(), date=factory.ON_TIME)
+    setup.poll()
+    assert len(setup.smtp.messages) == 1  # the mail went all the way: stored, archived, answered
+    assert (setup.var / "mailbot.db").is_file() and any(p.is_file() for p in (setup.var / "archive").rglob("*"))
+    assert _tree(home / "var") == before and sorted(p.name for p in home.iterdir()) == names
 
 
 # --------------------------------------------------------------------------- the NetEase-like front

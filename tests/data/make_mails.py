@@ -3,6 +3,8 @@
 The bytes are built by hand where the encoding is the point (GBK names in every form), so the
 fixtures show exactly what Foxmail, Outlook, QQ and NetEase webmail send. Run from the repo root:
     .venv/bin/python tests/data/make_mails.py
+then `.venv/bin/python tests/data/expect_mails.py` for their golden `.eml.expected.json` (and read its summary).
+The workbook inside is built anew each run (its bytes differ): regenerate only the fixtures you mean to change.
 """
 from __future__ import annotations
 
