@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from . import message, workbook
 from .config import OfficeConfig
 
-# what speaks of the checklist, in a subject or an attachment's name
-_CHECKLIST = re.compile(r"清单|信用记录|信用报告")
+# what speaks of the checklist, in a subject or an attachment's name; a bare 清单 is a common
+# word in the office's other mail (权责清单, 负面清单, 任务清单): it counts only beside a month,
+# a word of credit, or a table-like attachment
+_CHECKLIST = re.compile(r"情况清单|信用记录|信用报告")
+_BARE = re.compile(r"清单")
+_CREDIT = re.compile(r"信用")
 _MONTH = re.compile(r"(?<![\d０-９])(?:1[0-2]|0?[1-9]|１[０-２]|０?[１-９]|十[一二]?|[一二三四五六七八九])\s*月")
 # the office's other business with the same departments (the notice asks for these too)
 _OTHER_MATTER = re.compile(r"行政许可|行政处罚|双公示|奖惩|信用修复")
@@ -92,19 +96,21 @@ def judge(office: OfficeConfig, mail: message.Mail, parts: list[Part] | None = N
         if thread or any(_is_ours(office, i) for i in mail.quoted_ids):
             return Verdict(OURS, "bounce")
         return Verdict(LEAVE if whole else None, "bounce_not_ours")
-    names = [mail.subject] + [p.filename for p in parts]
-    speaks = any(_CHECKLIST.search(n) for n in names if n)
-    if robot:  # an auto-reply or a list: ours only when it answers our mail
+    names = [n for n in [mail.subject] + [p.filename for p in parts] if n]
+    tables = [table_like(p) for p in parts]
+    speaks = any(_CHECKLIST.search(n) or _BARE.search(n) and (_MONTH.search(n) or _CREDIT.search(n)) for n in names)
+    if robot == "list":  # a list is never a submission: ours only when it answers our mail
+        return Verdict(OURS, robot) if thread else Verdict(LEAVE, robot)
+    if robot:  # an auto-reply: ours when it answers our mail, whose subject it usually quotes
         return Verdict(OURS, robot) if thread or speaks else Verdict(LEAVE, robot)
     if thread:
         return Verdict(OURS, "reply") if any(_document(p) for p in parts) else Verdict(LEAVE, "reply_without_attachment")
-    if speaks:
+    if speaks or True in tables and any(_BARE.search(n) for n in names):
         return Verdict(OURS, "checklist_named")
     if any(_OTHER_MATTER.search(n) for n in names if n):
         return Verdict(LEAVE, "other_matter")
     if office.department_for(mail.sender) is None:
         return Verdict(LEAVE, "not_submission")
-    tables = [table_like(p) for p in parts]
     if True in tables:
         return Verdict(OURS, "registered_table")
     if _MONTH.search(mail.subject):

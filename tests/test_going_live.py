@@ -366,6 +366,16 @@ def test_judged_from_the_header_as_from_the_whole_mail(setup):
     ("office@example.test", "2026年11月情况清单报送月报", [], {"X-Mailbot": "digest"}, False, "own"),
     ("scjgj@example.gov.cn", "自动回复：回执：【已受理】11月情况清单", [], {"Auto-Submitted": "auto-replied"}, True, "auto_reply"),
     ("scjgj@example.gov.cn", "外出", [], {"Auto-Submitted": "auto-replied"}, False, "auto_reply"),
+    # 清单 alone is a common word in the office's other mail: it needs a month, credit or a table beside it
+    ("notice@city.example", "关于印发2026年权责清单的通知", [("通知.pdf", "application/pdf")], {}, False, "not_submission"),
+    ("notice@city.example", "关于公布负面清单的函", [], {}, False, "not_submission"),
+    ("stranger@qq.com", "清单", [("清单.xlsx", factory.XLSX)], {}, True, "checklist_named"),
+    ("stranger@qq.com", "11月清单", [], {}, True, "checklist_named"),
+    ("stranger@qq.com", "信用清单报送", [], {}, True, "checklist_named"),
+    # a list is never a submission, whatever its subject says
+    ("notices@city.example", "2026年11月情况清单", [], {"List-Id": "<notices.city.example>"}, False, "list"),
+    ("notices@city.example", "Re: 回执", [], {"List-Id": "<notices.city.example>",
+                                             "In-Reply-To": "<mailbot.1@example.test>"}, True, "list"),
 ])
 def test_what_is_ours(sender, subject, attachments, headers, ours, reason):
     office = config_mod.parse(factory.config_dict(

@@ -115,7 +115,7 @@ def test_gbk_only_names_are_intact_in_the_store_and_the_receipt(setup, name):
     ("auto_reply.eml", "auto_reply", True),  # quotes our receipt's subject
     ("outlook_oof.eml", "auto_reply", False),  # about nothing of ours: the clerk's
     ("precedence_bulk.eml", "auto_reply", True),  # speaks of the checklist
-    ("mailing_list.eml", "list", True),
+    ("mailing_list.eml", "list", False),  # a list is never a submission: the clerk's
     ("qq_bounce.eml", "bounce", False),  # quotes no mail of ours
 ])
 def test_robots_are_never_answered(setup, name, reason, ours):
