@@ -214,16 +214,17 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
         return Decision("quarantined", "auth_failed", reason="auth_failed", mail=mail, department=dept,
                         detail="; ".join(mail.auth_results)[:1000])
     local_day = arrived.astimezone(office.office.tz).date()
+    said = dict(zip(("period", "period_source"), rules.reporting_period(mail.subject, None, local_day)))
     if truncated:
         limit = office.limits.max_message_bytes // (1024 * 1024)
         return Decision("rejected", "too_large", reason="too_large", mail=mail, department=dept,
-                        period=rules.reporting_period(mail.subject, None, local_day)[0],
+                        **said,
                         problems=[Problem("too_large", f"邮件超过{limit}MB，系统未能读取。请只附上情况清单表格（无需附扫描件），或将表格压缩后重新发送。")])
     attachments = _unwrapped(office, mail)
     candidates = _candidates(attachments)
     if not candidates and _LARGE_LINK.search(mail.text):
         return Decision("rejected", "no_checklist", reason="large_attachment_link", mail=mail, department=dept,
-                        period=rules.reporting_period(mail.subject, None, local_day)[0],
+                        **said,
                         problems=[Problem("large_attachment_link",
                                           "邮件中的文件是以“超大附件”下载链接的形式发送的，系统无法自动下载。"
                                           "请将情况清单表格作为普通附件重新发送（表格文件一般很小；如文件较大，可删除其中的图片或另存为.xlsx格式后再发送）。")])
@@ -232,7 +233,7 @@ def _decide(office: OfficeConfig, mail: message.Mail, arrived: dt.datetime, trun
         others = _other_formats(attachments, office.limits)
         return Decision("rejected", "no_checklist", reason="not_a_table" if others else "no_checklist", mail=mail,
                         department=dept, attach_template=True,
-                        period=rules.reporting_period(mail.subject, None, local_day)[0],
+                        **said,
                         problems=others or [Problem("no_checklist", "邮件中未找到情况清单附件。请将填写好的情况清单（Excel表格）作为附件发送。")])
     named = rules.subject_period(mail.subject, local_day)
     books, errors = _books(office, candidates)
