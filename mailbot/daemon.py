@@ -153,6 +153,7 @@ class OfficeLoop:
 
     def cycle(self) -> None:
         """One pass: drain the mailbox; the sender is woken after each committed batch."""
+        store.check_file(self.engine)  # a connection opened on a deleted path would find no tables
         box = self._session()
         box.select()
         result = runner.drain(box, self.engine, self.config, self.office, self.daemon.deciders,
@@ -236,6 +237,11 @@ class OfficeLoop:
                 if self.stopping.is_set():  # cut short by the stop: nothing to retry now
                     log.info("office=%s stopped during the poll (%s)", self.office.id, exc)
                     break
+                try:
+                    store.check_file(self.engine)  # "no such table": the file may be gone
+                except store.DatabaseLost as lost:
+                    self.daemon.lose(lost)
+                    continue
                 self.failures += 1
                 delay = min(self.office.imap.poll_seconds * 2 ** (self.failures - 1), MAX_BACKOFF_SECONDS)
                 expected = isinstance(exc, (*runner.NETWORK_ERRORS, OperationalError))

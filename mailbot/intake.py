@@ -124,7 +124,7 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
                     elif not _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same,
                                             now) and same is not None:
                         row.reason = "same_content"
-        faults.crash_point("in_transaction")
+        faults.crash_point("in_transaction", fetched.raw)
     faults.crash_point("after_commit")
     return row
 

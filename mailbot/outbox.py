@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from . import faults, store
 from .config import OfficeConfig, Smtp
 from .deadline import Watch
+from .errors import MailbotError
 from .models import Outgoing, utcnow
 
 log = logging.getLogger("mailbot.outbox")
@@ -211,7 +212,7 @@ def _begin(engine: Engine, mail: Outgoing) -> None:
         ).values(status="sending", attempted_at=utcnow())).rowcount
     if taken != 1:
         raise _Taken(mail.message_id)
-    faults.crash_point("before_end_of_data")
+    faults.crash_point("before_end_of_data", mail.raw)
 
 
 def _record(engine: Engine, mail_id: int, **changes) -> None:
@@ -342,8 +343,39 @@ def _send(engine: Engine, office: OfficeConfig, smtp: _Watched, mail: Outgoing, 
         return STOP
     finally:
         smtp.before_end = None
-    faults.crash_point("after_smtp")
+    faults.crash_point("after_smtp", mail.raw)
     error = f"some recipients refused: {refused!r}" if refused else ""
     _record(engine, mail.id, status="sent", sent_at=clock(), attempts=mail.attempts + 1, last_error=error)
     log.info("outbox=<%s> kind=%s sent to=%s", mail.message_id, mail.kind, ",".join(mail.recipients))
     return SENT
+
+
+RESENDABLE = ("uncertain", "failed")
+
+
+def unsent(engine: Engine, office: OfficeConfig) -> list[Outgoing]:
+    """The mails a person may send again by hand: result unknown, or given up on."""
+    with store.reading(engine) as session:
+        return list(session.exec(select(Outgoing).where(
+            Outgoing.office == office.id, Outgoing.status.in_(RESENDABLE)).order_by(Outgoing.id)).scalars().all())
+
+
+def resend(engine: Engine, office: OfficeConfig, ids: list[int]) -> list[Outgoing]:
+    """Queue the mails `ids` again, by hand (`mailbot resend`): only one whose result is unknown
+    or that was given up on; the same Message-ID goes out, so a copy that did arrive is known
+    for the same mail."""
+    with store.writing(engine) as session:
+        mails = list(session.exec(select(Outgoing).where(Outgoing.office == office.id, Outgoing.id.in_(ids)))
+                     .scalars().all())
+        unknown = sorted(set(ids) - {m.id for m in mails})
+        if unknown:
+            raise MailbotError(f"没有编号为 {'、'.join(map(str, unknown))} 的邮件（不带编号运行 mailbot resend 可列出可重发的邮件）。")
+        other = [m for m in mails if m.status not in RESENDABLE]
+        if other:
+            raise MailbotError("、".join(f"编号 {m.id}" for m in other) +
+                               " 的邮件不是“发送结果不明”或“发送失败”的邮件，不能重发。")
+        now = utcnow()
+        for mail in mails:
+            log.info("outbox=<%s> queued again by hand (was %s)", mail.message_id, mail.status)
+            mail.status, mail.next_attempt_at, mail.last_error = "pending", now, ""
+    return mails

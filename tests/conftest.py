@@ -73,8 +73,10 @@ def _calm_deadlines():
     """A daemon stopped in a test's own process hurries every deadline (mailbot.deadline.hurry)
     until its run() ends; one stopped without run() must not hurry the next test's."""
     yield
-    from mailbot import deadline
-
+    try:
+        from mailbot import deadline
+    except ImportError:  # running these tests against an older mailbot
+        return
     deadline.calm()
 
 
