@@ -88,9 +88,9 @@ def cmd_poll(args) -> int:
         return command(cfg, [_office(args, cfg)] if args.office else cfg.offices)
     engine = open_store(cfg)
     offices = [_office(args, cfg)] if args.office else cfg.offices
-    with sole(engine, offices):
+    with sole(engine, offices) as keeper:
         for office in offices:
-            result = poll_once(engine, cfg, office)
+            result = poll_once(engine, cfg, office, fence=keeper.fence(office.id))
             log.info("office %s: handled %d message(s), moved %d, sent %d mail(s)",
                      office.id, result.handled, result.moved, result.sent)
     return 0
@@ -140,6 +140,8 @@ def cmd_status(args) -> int:
     from .status import print_table, start_line, status
 
     cfg = _load(args)
+    if args.daemons:
+        return _status_daemons(args, cfg)
     office = _office(args, cfg)
     engine = _existing_store(cfg)
     rows = status(engine, office, args.period)
@@ -147,6 +149,19 @@ def cmd_status(args) -> int:
         _print_json(rows)
     else:
         print_table(office, rows, args.period, since=start_line(engine, office))
+    return 0
+
+
+def _status_daemons(args, cfg) -> int:
+    from .lease import fleet
+    from .status import print_daemons
+
+    offices = [_office(args, cfg)] if args.office else cfg.offices
+    view = fleet(_existing_store(cfg), [o.id for o in offices])
+    if args.json:
+        _print_json(view)
+    else:
+        print_daemons(view, offices[0].office.tz)
     return 0
 
 
@@ -432,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_template)
     p = add("status", "查看各单位的报送情况：已按时报送、逾期报送、报送未通过、未报送")
     p.add_argument("--period", type=_period, metavar="年-月", help="哪个月份，如 2026-11（默认本月）")
+    p.add_argument("--daemons", action="store_true",
+                   help="查看各 mailbot 守护进程（多台机器、多个进程时）的运行状态，以及每个办公室的邮箱由哪个进程处理")
     p.add_argument("--json", action="store_true", help="以 JSON 格式输出，供其他程序读取")
     p.set_defaults(func=cmd_status)
     p = add("tick", "立即执行定时任务（提醒、通知、通报、周报和月报），发出邮件后退出")

@@ -16,7 +16,7 @@ import select
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from imap_tools import BaseMailBox
 from imap_tools.errors import MailboxStarttlsError
@@ -128,6 +128,9 @@ class Mailbox:
         self.selected = cfg.folder
         self.readonly = False
         self.id_sent = False
+        # the lease's fence (mailbot.lease.Keeper.fence): the seconds this process may still touch
+        # the mailbox, or LeaseLost; asked before every MOVE, whose deadline ends with the lease
+        self.fence: Callable[[], float] | None = None
 
     # -- session -------------------------------------------------------------------------------
     def open(self, *, readonly: bool = False) -> "Mailbox":
@@ -171,9 +174,11 @@ class Mailbox:
                 raise
         return self
 
-    def _stage(self, name: str, size: int = 0):
-        """One command's deadline: `imap.deadline_seconds`, longer by the bytes it carries."""
-        return self.watch.stage(name, self.cfg.deadline_seconds + size / self.cfg.min_bytes_per_second)
+    def _stage(self, name: str, size: int = 0, within: float | None = None):
+        """One command's deadline: `imap.deadline_seconds`, longer by the bytes it carries;
+        `within` (the lease's seconds left) at the most."""
+        seconds = self.cfg.deadline_seconds + size / self.cfg.min_bytes_per_second
+        return self.watch.stage(name, seconds if within is None else min(seconds, within))
 
     def _refresh_capabilities(self) -> None:
         typ, data = self.box.client.capability()
@@ -297,7 +302,8 @@ class Mailbox:
         """MOVE where offered; else COPY, flag \\Deleted and expunge only this UID (UIDPLUS)."""
         if self.readonly:
             raise imaplib.IMAP4.error("read-only session: no move")
-        with self._stage("MOVE"):
+        within = self.fence() if self.fence is not None else None  # LeaseLost: the mail stays where it is
+        with self._stage("MOVE", within=within):
             self._move(uid, folder)
 
     def _move(self, uid: int, folder: str) -> None:

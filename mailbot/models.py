@@ -142,3 +142,33 @@ class StartLine(SQLModel, table=True):
     scanned: bool = False  # this UIDVALIDITY's first scan (UID SEARCH SINCE) is complete
     caught_up_at: dt.datetime | None = None  # the last time a scan completed; None: never yet
     created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Heartbeat(SQLModel, table=True):
+    """One running mailbot process (a daemon, or a `poll --once`): who it is and when it last
+    beat, so that the others know it is alive and `mailbot status --daemons` shows it."""
+
+    __tablename__ = "heartbeat"
+
+    id: str = Field(primary_key=True)  # a fresh id per process
+    kind: str = "daemon"  # daemon, or poll (`mailbot poll --once`, holding its offices for the while)
+    host: str = ""
+    pid: int = 0
+    started_at: dt.datetime = Field(default_factory=utcnow)
+    beat_at: dt.datetime = Field(default_factory=utcnow)  # the database's clock
+    stopped_at: dt.datetime | None = None
+    offices: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # held at the last beat
+
+
+class Lease(SQLModel, table=True):
+    """The right to touch one office's mailbox, held by one process until `expires_at` (the
+    database's clock), renewed by its heartbeat; claimed by a conditional UPDATE, so two never
+    hold it at once. `epoch` counts the claims: each holder's term has a number of its own."""
+
+    __tablename__ = "lease"
+
+    office: str = Field(primary_key=True)
+    holder: str | None = None  # a Heartbeat id; None: free
+    epoch: int = 0
+    claimed_at: dt.datetime | None = None
+    expires_at: dt.datetime = Field(default_factory=utcnow)  # free since then, once past

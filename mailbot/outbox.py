@@ -18,11 +18,12 @@ import datetime as dt
 import logging
 import re
 import smtplib
+import time
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
-from . import faults, store
+from . import faults, guard, store
 from .config import OfficeConfig, Smtp
 from .deadline import Watch
 from .errors import MailbotError
@@ -32,6 +33,7 @@ log = logging.getLogger("mailbot.outbox")
 MAX_BACKOFF = dt.timedelta(hours=6)
 CLAIM_BATCH = 5  # mails claimed at a time: what a sender that dies leaves waiting for its lease
 LEASE_MARGIN_SECONDS = 30
+RECORD_SENT_SECONDS = 120  # how long a sent mail's record waits for the database (a restart takes less)
 SPAM = re.compile(r"\bDT:SPM\b", re.I)  # NetEase: "554 DT:SPM 126 smtp2, message rejected as spam"
 UNCERTAIN = "发送结果不明：邮件内容已发给服务器，但未能确认或记录服务器是否接收"
 
@@ -287,7 +289,7 @@ def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None, clock=utcno
             if stop is not None and stop():
                 _release(engine, due[index:])
                 break
-            outcome = _send(engine, office, smtp, mail, due[index + 1:], clock)
+            outcome = _send(engine, office, smtp, mail, due[index + 1:], clock, stop)
             if outcome == SENT:
                 done.append(mail)
             elif outcome == STOP:
@@ -305,7 +307,26 @@ def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None, clock=utcno
 SENT, REFUSED, STOP = "sent", "refused", "stop"  # what became of one mail, and whether the batch goes on
 
 
-def _send(engine: Engine, office: OfficeConfig, smtp: _Watched, mail: Outgoing, rest: list[Outgoing], clock) -> str:
+def _record_sent(engine: Engine, mail: Outgoing, stop, **changes) -> None:
+    """The server took the mail: that is known here and nowhere else, so a database server away
+    for a while (PostgreSQL restarting) is waited for, up to RECORD_SENT_SECONDS or the stop,
+    rather than leaving the mail `uncertain`. (SQLite's file refusing the write - a full disk -
+    is no outage to wait for.)"""
+    until = time.monotonic() + RECORD_SENT_SECONDS
+    while True:
+        try:
+            _record(engine, mail.id, **changes)
+            return
+        except guard.DATABASE_ERRORS as exc:
+            if engine.dialect.name != "postgresql" or time.monotonic() >= until or (stop is not None and stop()):
+                raise
+            log.warning("outbox=<%s> sent; recording it waits for the database (%s)", mail.message_id,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            time.sleep(1)
+
+
+def _send(engine: Engine, office: OfficeConfig, smtp: _Watched, mail: Outgoing, rest: list[Outgoing], clock,
+          stop=None) -> str:
     """One mail's transaction and its outcome: SENT; REFUSED (the server said no, the next mail
     may go); STOP (the connection is gone or the office pauses: the rest is given back or retried)."""
     cfg = office.smtp
@@ -345,7 +366,7 @@ def _send(engine: Engine, office: OfficeConfig, smtp: _Watched, mail: Outgoing, 
         smtp.before_end = None
     faults.crash_point("after_smtp", mail.raw)
     error = f"some recipients refused: {refused!r}" if refused else ""
-    _record(engine, mail.id, status="sent", sent_at=clock(), attempts=mail.attempts + 1, last_error=error)
+    _record_sent(engine, mail, stop, status="sent", sent_at=clock(), attempts=mail.attempts + 1, last_error=error)
     log.info("outbox=<%s> kind=%s sent to=%s", mail.message_id, mail.kind, ",".join(mail.recipients))
     return SENT
 

@@ -184,11 +184,13 @@ def _handle(engine: Engine, config: Config, office: OfficeConfig, item: Fetched,
         return intake.quarantine(engine, office, config.archive.dir, item, sha, decision, failure, clock())
 
 
-def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResult:
-    """`mailbot poll --once`: the mailbox as it is now, then the outbox."""
+def poll_once(engine: Engine, config: Config, office: OfficeConfig, fence=None) -> PollResult:
+    """`mailbot poll --once`: the mailbox as it is now, then the outbox. `fence`: the office's
+    lease (mailbot.lease.Keeper.fence), asked before each mail leaves the folder."""
     deciders = Deciders(office, config.archive.dir)
     try:
         with Mailbox(office.imap).open() as box:
+            box.fence = fence
             result = drain(box, engine, config, office, deciders)
             result.sent += deliver(engine, office, box)
     finally:

@@ -85,3 +85,41 @@ def print_table(office: OfficeConfig, rows: list[dict], period: str | None, cons
         table.caption += ("\n“发送结果不明”的邮件不会自动重发：请与该单位核实，确未收到的可执行 "
                           "mailbot resend 编号 重新发送（mailbot resend 列出全部）")
     (console or Console()).print(table)
+
+
+DAEMON_STATE_ZH = {"alive": "运行中", "silent": "失联", "stopped": "已停止"}
+
+
+def print_daemons(view: dict, tz, console: Console | None = None) -> None:
+    """`mailbot status --daemons`: which mailbot process holds which office (mailbot.lease.fleet)."""
+    now = dt.datetime.fromisoformat(view["now"])
+
+    def local(iso: str | None) -> str:
+        return f"{dt.datetime.fromisoformat(iso).astimezone(tz):%m-%d %H:%M:%S}" if iso else "—"
+
+    table = Table(title=f"mailbot 守护进程  {now.astimezone(tz):%Y-%m-%d %H:%M:%S}（数据库时间）")
+    for col in ("进程", "主机", "进程号", "启动时间", "最近心跳", "状态", "持有的办公室"):
+        table.add_column(col)
+    colour = {"alive": "green", "silent": "red", "stopped": "dim"}
+    for d in view["daemons"]:
+        state = DAEMON_STATE_ZH[d["state"]]
+        if d["state"] == "silent":
+            quiet = (now - dt.datetime.fromisoformat(d["beat_at"])).total_seconds()
+            state += f"（{quiet:.0f} 秒无心跳）"
+        kind = "" if d["kind"] == "daemon" else "\n（poll --once）"
+        held = f"{len(d['offices'])} 个：" + "、".join(d["offices"]) if d["offices"] else "—"
+        table.add_row(d["id"] + kind, d["host"], str(d["pid"]), local(d["started_at"]), local(d["beat_at"]),
+                      f"[{colour[d['state']]}]{state}[/]", held)
+    free = [o["office"] for o in view["offices"] if o["state"] == "free"]
+    total = len(view["offices"])
+    if view["live"]:
+        caption = (f"运行中的守护进程 {view['live']} 个，办公室 {total} 个：每个守护进程应持有 {view['share']} 个，"
+                   f"最多 {view['share'] + 1} 个。")
+    else:
+        caption = f"没有运行中的守护进程：{total} 个办公室的邮箱都无人收取。请启动 mailbot run（systemctl start mailbot）。"
+    if free and view["live"]:
+        caption += f"\n暂无守护进程处理的办公室：{'、'.join(free)}（通常在一分钟内由运行中的守护进程接管）。"
+    if any(d["state"] == "silent" for d in view["daemons"]):
+        caption += "\n“失联”的进程已停止心跳（进程被终止、机器宕机或网络中断），其办公室在租约到期后由其他守护进程接管。"
+    table.caption = caption
+    (console or Console()).print(table)

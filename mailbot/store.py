@@ -7,7 +7,6 @@ transactions that start with BEGIN IMMEDIATE so two writers queue instead of fai
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sqlite3
 import weakref
@@ -16,7 +15,7 @@ from typing import Iterator
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event, func, inspect, select, text
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
@@ -26,13 +25,19 @@ from .guard import Infrastructure
 from .models import Message, Outgoing, Row, Submission
 
 BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_SECONDS = 5
+PG_UNACKED_MS = 10_000
 
 
 def open_engine(url: str) -> Engine:
     """Create the engine (and the SQLite file's directory); does not migrate."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        # a server gone away (restarted, unreachable) fails a connect within PG_CONNECT_SECONDS and a
+        # statement the server no longer acknowledges within PG_UNACKED_MS, instead of the kernel's minutes
+        args = {"connect_timeout": PG_CONNECT_SECONDS, "tcp_user_timeout": PG_UNACKED_MS} \
+            if parsed.get_backend_name() == "postgresql" else {}
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=args)
     if parsed.database and parsed.database != ":memory:":
         _owner_only(Path(parsed.database))
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
@@ -244,66 +249,3 @@ def enqueue(session: Session, mail: Outgoing) -> bool:
     session.add(mail)
     session.flush()
     return True
-
-
-class Lease:
-    """The right to poll one office's mailbox, so that of several daemons exactly one does.
-
-    On PostgreSQL: an advisory lock held on a connection of its own; if the holder dies, the
-    server drops the connection and the lock with it, and another daemon's next `acquire`
-    takes the office over. On SQLite only one daemon runs at all (a file lock), so it is
-    always granted.
-    """
-
-    def __init__(self, engine: Engine, office_id: str):
-        self.engine = engine
-        self.office_id = office_id
-        digest = hashlib.blake2b(f"mailbot:{office_id}".encode(), digest_size=8).digest()
-        self.key = int.from_bytes(digest, "big", signed=True)
-        self.conn = None
-
-    @property
-    def shared(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
-
-    def acquire(self) -> bool:
-        if not self.shared:
-            return True
-        if self.held():
-            return True
-        self.release()
-        # a connection outside the pool: held for as long as the office is ours
-        conn = create_engine(self.engine.url, poolclass=NullPool, hide_parameters=True).connect()
-        try:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar()
-            conn.commit()
-        except Exception:
-            conn.close()
-            raise
-        if got:
-            self.conn = conn
-        else:
-            conn.close()
-        return bool(got)
-
-    def held(self) -> bool:
-        """Still ours? (the lock connection may have died with a database restart)."""
-        if not self.shared:
-            return True
-        if self.conn is None:
-            return False
-        try:
-            self.conn.execute(text("SELECT 1")).scalar()
-            self.conn.commit()
-            return True
-        except Exception:
-            self.release()
-            return False
-
-    def release(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()  # closing the session releases its advisory locks
-            except Exception:
-                pass
-            self.conn = None

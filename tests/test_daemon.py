@@ -78,7 +78,7 @@ def test_the_sender_delivers_while_the_poll_loop_backs_off(setup):
     backoff short to poll again."""
     import threading
 
-    from mailbot.daemon import Daemon
+    from mailbot.daemon import Daemon, OfficeLoop
     setup.account.append(factory.mail(), date=factory.ON_TIME)
     setup.smtp.down()
     setup.poll()  # the receipt is queued, its delivery failed
@@ -87,8 +87,8 @@ def test_the_sender_delivers_while_the_poll_loop_backs_off(setup):
         for out in s.exec(select(Outgoing)).scalars():
             out.next_attempt_at = out.created_at
     daemon = Daemon(setup.config, setup.engine)
-    loop = daemon.loops[0]
-    loop.holding = True
+    loop = OfficeLoop(daemon, setup.office)
+    loop.holding = True  # as when the daemon has taken the office
     sender = threading.Thread(target=loop.sender.run)
     sender.start()
     try:

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from mailbot import config as config_mod, digest, letters, obligations, runner, schedule, store, workdays
 from mailbot.cli import main
-from mailbot.daemon import Daemon, exclusive
+from mailbot.daemon import Daemon, OfficeLoop, exclusive
 from mailbot.models import Message, Outgoing, Submission
 from mailbot.status import print_table, status
 from tests import factory
@@ -500,15 +500,18 @@ def test_daemon_scheduler_job_ticks_and_delivers(smtp_server, tmp_var, frozen):
     finally:
         scheduler.shutdown()
     frozen.move_to(at(2026, 11, 20, 9, 0, 30))
-    daemon.scheduled()  # a loop that does not hold its office's lease does not tick it
+    daemon.scheduled()  # an office this daemon does not hold has no loop here, and no tick
     assert w_keys(daemon) == []
-    daemon.loops[0].holding = True  # as once its loop has taken the office
+    loop = daemon.loops[cfg.office().id] = OfficeLoop(daemon, cfg.office())
+    daemon.scheduled()  # a loop not (or no longer) holding its office's lease does not tick it
+    assert w_keys(daemon) == []
+    loop.holding = True  # as once the daemon has taken the office
     daemon.scheduled()
     daemon.scheduled()
-    sender = daemon.loops[0].sender
+    sender = loop.sender
     assert sender._wake.is_set()  # the sender was woken, to deliver what the first tick queued
     assert smtp_server.messages == []  # the job only queues: the sender's thread sends
-    runner.deliver(daemon.engine, daemon.loops[0].office)
+    runner.deliver(daemon.engine, loop.office)
     assert sorted(m.rcpt_tos for m in smtp_server.messages) == sorted(ADDRESS[d] for d in ("scjgj", "czj", "zhz", "jtj"))
 
 
