@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mailbot import config as config_mod, runner, store
+from mailbot import runner, store
 from mailbot.mailbox import Mailbox
 from mailbot.models import Message, Outgoing
 from tests import factory

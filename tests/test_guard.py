@@ -24,7 +24,7 @@ from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from mailbot import config as config_mod, digest, faults, runner, schedule, status, store
+from mailbot import digest, faults, runner, schedule, status, store
 from mailbot.models import Message, Outgoing, Submission, utcnow
 from mailbot.obligations import period_of
 from tests import factory
