@@ -1,5 +1,7 @@
-"""The faults of issue 14 (items 4 data part, 7-11), each tried as an operator meets it, with
-what it blocked, logged and lost. Run it on this tree, then on an older one to compare:
+"""The faults of issue 14, each tried as an operator meets it, with what it blocked, logged and
+lost: part 1 (items 4 data part, 7-11) and part 2 (slow and silent peers, filing beside a hung
+SMTP server, SIGTERM in every state, a lost database file, the disk full when a send is
+recorded). Run it on this tree, then on an older one to compare:
 
     .venv/bin/python bench/field_faults.py                      # the code of this checkout
     .venv/bin/python bench/field_faults.py --code /tmp/old      # e.g. `git archive main mailbot | tar -x -C /tmp/old`
@@ -28,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from tests import factory  # noqa: E402
 from tests.postgres import Postgres  # noqa: E402
-from tests.servers import Dovecot, SmtpCapture  # noqa: E402
+from tests.servers import Dovecot, Dripper, DripProxy, SmtpCapture, Tarpit, free_port  # noqa: E402
 
 ID_NUMBER = "11010519491231002X"
 
@@ -215,7 +217,209 @@ def at_rest(w: World):
     return f"modes {dict((k, sorted(v)) for k, v in modes.items())}; log lines with the whole ID number: {len(leaks)}"
 
 
-CASES = [nul_message_id, odd_paths, sender_tricks, poll_beside_daemon, shared_address, at_rest]
+# --- part 2 (items 1-3, 5, 6) -----------------------------------------------------------------------
+
+def _deadlines(w: World, seconds: float = 20) -> dict:
+    """The code under test has whole-operation deadlines: give it short ones (older code knows no
+    such key and keeps only its per-read timeout_seconds, 60 s by default)."""
+    if not (w.code / "mailbot" / "deadline.py").exists():
+        return {}
+    return {"imap": {"deadline_seconds": seconds}, "smtp": {"deadline_seconds": seconds}}
+
+
+def _merge(*dicts: dict) -> dict:
+    out: dict = {}
+    for d in dicts:
+        for key, value in d.items():
+            out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
+def _ids_in(account, folder: str) -> int:
+    return len(account.uids(folder))
+
+
+def _stop_timed(proc) -> str:
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return "SIGTERM ignored for 90 s (killed)"
+    return f"SIGTERM: exit {code} after {time.monotonic() - began:.1f} s"
+
+
+def _logged(log: str, *needles: str) -> str:
+    """The first line holding the first needle found (then the next needle, ...)."""
+    for needle in needles:
+        lines = [x for x in log.splitlines() if needle in x]
+        if lines:
+            return re.sub(r"^\S+ ", "", lines[0])[:260] + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
+    return "nothing logged"
+
+
+def slow_smtp(w: World, seconds: float = 60):
+    """Items 1-2: an SMTP server dripping its banner a byte every 10 s, then one that accepts TCP
+    and never answers; mail keeps arriving (a daemon, timeout_seconds 30)."""
+    out = []
+    for name, server in (("banner dripped 1 byte/10 s", Dripper(b"220 " + b"x" * 40 + b"\r\n", 10)),
+                         ("tarpit (never answers)", Tarpit())):
+        with server:
+            account, _var, path, env = w.office(**_merge({"smtp": {"port": server.port, "timeout_seconds": 30}},
+                                                         _deadlines(w)))
+            proc = w.daemon(path, env)
+            factory.wait_until(lambda: "connected to" in proc.log.read_text(), 30)
+            account.append(factory.mail(message_id="<s1@example.gov.cn>"), date=factory.ON_TIME)
+            factory.wait_until(lambda: server.accepted >= 1, 30)
+            arrived = time.monotonic()
+            account.append(factory.mail(message_id="<s2@example.gov.cn>", sender="czj@example.gov.cn"),
+                           date=factory.ON_TIME)
+            filed = factory.wait_until(lambda: _ids_in(account, "INBOX") == 0, seconds)
+            waited = time.monotonic() - arrived
+            time.sleep(max(0.0, 25 - waited))  # long enough for a 20-s deadline to show in the log
+            log = proc.log.read_text()
+            stopped = _stop_timed(proc)
+        out.append(f"{name}: 2nd mail {'filed after %.1f s' % waited if filed else 'NOT filed in %.0f s' % seconds}; "
+                   f"{stopped}; logged: {_logged(log, 'deadline', 'attempt 1 failed', 'poll failed')}; "
+                   f"left in INBOX {_ids_in(account, 'INBOX')} of 2")
+    return "\n    ".join(out)
+
+
+def slow_imap(w: World, seconds: float = 60):
+    """Item 1: a proxy in front of Dovecot delivering the message body a byte every 10 s."""
+    proxy = DripProxy(w.dovecot.host, w.dovecot.port, interval=10, trigger=rb"BODY\.PEEK\[\]")
+    with proxy:
+        account, _var, path, env = w.office(**_merge({"imap": {"port": proxy.port, "timeout_seconds": 30}},
+                                                     _deadlines(w)))
+        account.append(factory.mail(message_id="<dripped@example.gov.cn>"), date=factory.ON_TIME)
+        w.smtp.clear()
+        proc = w.daemon(path, env)
+        started = time.monotonic()
+        cut = factory.wait_until(lambda: "FETCH of 1 message" in proc.log.read_text(), seconds)
+        took = time.monotonic() - started
+        proxy.dripping = False
+        handled = factory.wait_until(lambda: _ids_in(account, "INBOX") == 0, 30 if cut else 1)
+        log = proc.log.read_text()
+        stopped = _stop_timed(proc)
+    return (f"FETCH {'cut after %.1f s' % took if cut else 'still running after %.0f s' % seconds}; "
+            f"{'handled once the body flowed again' if handled else 'not handled'}; {stopped}; "
+            f"logged: {_logged(log, 'exceeded its deadline', 'poll failed')}; receipts {len(w.smtp.messages)}")
+
+
+def sigterm_states(w: World):
+    """Item 3: SIGTERM in each state; seconds to exit (limit 10), what was left half-done."""
+    out = []
+    for state in ("in IDLE", "mid-FETCH", "mid-SMTP", "in backoff", "in a worker wait"):
+        server = None
+        overrides, env_extra = {}, {}
+        if state == "mid-FETCH":
+            server = DripProxy(w.dovecot.host, w.dovecot.port, interval=1, trigger=rb"BODY\.PEEK\[\]")
+            overrides = {"imap": {"port": server.port}}
+        elif state == "mid-SMTP":
+            server = Tarpit()
+            overrides = {"smtp": {"port": server.port}}
+        elif state == "in backoff":
+            overrides = {"imap": {"port": free_port(), "poll_seconds": 60}}
+        elif state == "in a worker wait":
+            overrides, env_extra = {"limits": {"workers": 1}}, {"MAILBOT_HANG_AT": "in_decide"}
+        account, var, path, env = w.office(**overrides)
+        if state != "in IDLE" and state != "in backoff":
+            account.append(factory.mail(message_id=f"<{state.replace(' ', '-')}@example.gov.cn>"), date=factory.ON_TIME)
+        proc = w.daemon(path, {**env, **env_extra})
+        ready = {"in IDLE": lambda: "connected to" in proc.log.read_text(),
+                 "mid-FETCH": lambda: server.dripped >= 1, "mid-SMTP": lambda: server.accepted >= 1,
+                 "in backoff": lambda: "poll failed" in proc.log.read_text(),
+                 "in a worker wait": lambda: any((var / "archive").rglob("*.eml"))}[state]
+        factory.wait_until(ready, 30)
+        time.sleep(1.5)
+        stopped = _stop_timed(proc)
+        if server is not None:
+            server.close()
+        out.append(f"{state}: {stopped}; in INBOX {_ids_in(account, 'INBOX')}, "
+                   f"moved {_ids_in(account, '已处理') if state not in ('in backoff',) else 0}")
+    return "\n    ".join(out)
+
+
+def lost_database(w: World):
+    """Item 5: the SQLite file deleted under a running daemon, then 3 mails arrive."""
+    account, var, path, env = w.office()
+    w.smtp.clear()
+    proc = w.daemon(path, env)
+    account.append(factory.mail(message_id="<db-before@example.gov.cn>"), date=factory.ON_TIME)
+    factory.wait_until(lambda: len(w.smtp.messages) >= 1, 30)
+    for name in ("mailbot.db", "mailbot.db-wal", "mailbot.db-shm"):
+        (var / name).unlink(missing_ok=True)
+    account.append_many([factory.mail(message_id=f"<db-lost{i}@example.gov.cn>") for i in range(3)],
+                        date=factory.ON_TIME)
+    time.sleep(10)
+    log = proc.log.read_text()
+    alive = proc.poll() is None
+    stopped = _stop_timed(proc)
+    mails = [m.message["Subject"] for m in w.smtp.messages[1:]]
+    receipts = sum(1 for m in w.smtp.messages[1:] if m.message["X-Mailbot"] == "receipt")
+    code, _took, text = w.mailbot(path, env, "status", "--json", timeout=60)
+    records = text.count('"submissions": 1')
+    return (f"of the 3 mails after the deletion: moved {3 - _ids_in(account, 'INBOX')}, answered {receipts}; "
+            f"alert mails {len([s for s in mails if '数据库' in s])}; daemon {'still running' if alive else 'exited'}; "
+            f"{stopped}; logged: {_logged(log, '数据库文件', 'no such table')}; after a restart `status` shows "
+            f"{records} department(s) with a submission (exit {code})")
+
+
+def disk_full(w: World):
+    """Item 6: the daemon's database on an 8 MB tmpfs of its own, filled just before the SMTP
+    server accepts the receipt (smtp.timeout_seconds 10: the old lease is 80 s)."""
+    if shutil.which("unshare") is None or shutil.which("nsenter") is None:
+        return "skipped: unshare/nsenter missing"
+    var = w.tmpdir("ff-full-")
+    account = w.dovecot.add_user(f"o-{uuid.uuid4().hex[:8]}@example.test", "pw")
+    data = factory.config_dict(account, w.smtp, var, **_merge({"smtp": {"timeout_seconds": 10}}, _deadlines(w, 10)))
+    path = factory.write_config(w.tmpdir("ff-full-cfg-") / "mailbot.yaml", data)
+    log_path = path.parent / "daemon.log"
+    w.smtp.clear()
+    with open(log_path, "wb") as fh:
+        proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                                 f'mount -t tmpfs -o size=8m,mode=0700 tmpfs "{var}" && exec "$@"', "sh",
+                                 sys.executable, "-m", "mailbot", "--config", str(path), "run"],
+                                stdout=fh, stderr=subprocess.STDOUT, env=w.env({"TEST_IMAP_PASSWORD": "pw"}),
+                                cwd=path.parent)
+    filler = Path(f"/proc/{proc.pid}/root{var}") / "filler"
+
+    def fill(_envelope):
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            while True:
+                os.write(fd, b"\0" * 65536)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    try:
+        factory.wait_until(lambda: "connected to" in log_path.read_text(), 30)
+        w.smtp.before_accept = fill
+        account.append(factory.mail(message_id="<full@example.gov.cn>"), date=factory.ON_TIME)
+        factory.wait_until(lambda: len(w.smtp.messages) >= 1, 30)
+        w.smtp.before_accept = None
+        time.sleep(2)
+        filler.unlink(missing_ok=True)
+        began = time.monotonic()
+        time.sleep(100)
+        at = [t for m, t in zip(w.smtp.messages, w.smtp._accepted_at) if m.message["X-Mailbot"] == "receipt"]
+        receipts = [m for m in w.smtp.messages if m.message["X-Mailbot"] == "receipt"]
+        log = log_path.read_text()
+    finally:
+        w.smtp.before_accept = None
+        stopped = _stop_timed(proc)
+    apart = f", {at[1] - at[0]:.0f} s apart" if len(at) > 1 else ""
+    return (f"receipt deliveries in the {time.monotonic() - began:.0f} s after: {len(receipts)}{apart} "
+            f"(same Message-ID: {len({m.message['Message-ID'] for m in receipts}) == 1}); {stopped}; logged: "
+            f"{_logged(log, 'disk is full')}; then: {_logged(log, 'marked uncertain', 'kind=receipt sent to=')}")
+
+
+CASES = [nul_message_id, odd_paths, sender_tricks, poll_beside_daemon, shared_address, at_rest,
+         slow_smtp, slow_imap, sigterm_states, lost_database, disk_full]
 
 
 def main() -> None:

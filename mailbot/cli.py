@@ -269,6 +269,32 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_resend(args) -> int:
+    """Without numbers, the mails that may be sent again by hand; with them, send those again."""
+    from . import outbox
+    from .digest import MAIL_KIND_ZH
+    from .runner import deliver
+
+    cfg = _load(args)
+    office = _office(args, cfg)
+    engine = _existing_store(cfg)
+    if not args.ids:
+        mails = outbox.unsent(engine, office)
+        if not mails:
+            print("没有发送结果不明或发送失败的邮件。")
+            return 0
+        for m in mails:
+            said = "发送结果不明" if m.status == "uncertain" else "发送失败"
+            at = (m.attempted_at or m.created_at).astimezone(office.office.tz)
+            print(f"编号 {m.id}  {said}  {at:%Y-%m-%d %H:%M}  {MAIL_KIND_ZH.get(m.kind, m.kind)}  收件人 {'、'.join(m.recipients)}  “{m.subject}”")
+        print("确认对方未收到后，执行 mailbot resend 编号（可写多个）重新发送。")
+        return 0
+    mails = outbox.resend(engine, office, args.ids)
+    sent = deliver(engine, office)
+    print(f"已重新排队 {len(mails)} 封，本次发出 {sent} 封（未发出的稍后自动重试）。")
+    return 0
+
+
 def _period_or_year(value: str) -> str:
     if len(value) == 4 and value.isdigit():
         return value
@@ -442,6 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="文件夹", help="存放 .eml 文件的文件夹")
     p.add_argument("--send-receipts", action="store_true", help="像刚收到一样，给每封导入的邮件发回执")
     p.set_defaults(func=cmd_import)
+    p = add("resend", "重新发送“发送结果不明”或“发送失败”的邮件；不带编号时列出这些邮件及其编号")
+    p.add_argument("ids", nargs="*", type=int, metavar="编号", help="要重新发送的邮件编号（见不带编号时的列表、status 或月报）")
+    p.set_defaults(func=cmd_resend)
     p = add("replay", "用当前规则重新处理存档中的一封邮件（如“系统处理出错”被隔离的邮件）")
     p.add_argument("message_id", metavar="Message-ID", help="邮件的 Message-ID（见日志、周报或月报）")
     p.add_argument("--dry-run", action="store_true", help="只显示现在会如何处理，不入库、不发邮件")

@@ -92,7 +92,9 @@ class _Server(_Model):
     security: Security = "ssl"
     user: str | None = None
     password_env: str | None = None
-    timeout_seconds: float = Field(60, gt=0)
+    timeout_seconds: float = Field(60, gt=0)  # per read: what socket timeouts bound
+    deadline_seconds: float = Field(120, gt=0)  # per operation, however the peer drips its bytes
+    min_bytes_per_second: int = Field(50_000, gt=0)  # a FETCH, APPEND or send gets size / this longer
     ca_file: Path | None = None  # extra CA bundle to trust (a private server); certificates are always verified
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -150,6 +152,7 @@ class Smtp(_Server):
     rate_per_minute: int = Field(20, ge=1)
     max_attempts: int = Field(16, ge=1)  # with the backoff capped at 6 h: about two days of trying
     retry_base_seconds: float = Field(60, gt=0)
+    spam_pause_seconds: float = Field(1800, gt=0)  # after NetEase's 554 DT:SPM, nothing is sent for this long
 
 
 class Database(_Model):

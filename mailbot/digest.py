@@ -188,16 +188,22 @@ def _quarantined(session, office: OfficeConfig, start: dt.datetime, end: dt.date
              "why": QUARANTINE_ZH.get(r.kind, r.reason or r.kind), "kind": r.kind} for r in rows]
 
 
+SEND_ZH = {"failed": "发送失败", "bounced": "被退回", "uncertain": "发送结果不明"}
+
+
 def _failed(session, office: OfficeConfig, start: dt.datetime, end: dt.datetime) -> list[dict]:
-    rows = session.execute(select(Outgoing.created_at, Outgoing.kind, Outgoing.department_id, Outgoing.recipients,
-                                  Outgoing.subject, Outgoing.status, Outgoing.last_error).where(
-        Outgoing.office == office.id, Outgoing.status.in_(("failed", "bounced")),
+    """Mail that did not (or may not have) reached its recipients. An `uncertain` one is never
+    sent again by itself: the reader is told how to resend it once the recipient says it is missing."""
+    rows = session.execute(select(Outgoing.id, Outgoing.created_at, Outgoing.kind, Outgoing.department_id,
+                                  Outgoing.recipients, Outgoing.subject, Outgoing.status, Outgoing.last_error).where(
+        Outgoing.office == office.id, Outgoing.status.in_(tuple(SEND_ZH)),
         Outgoing.created_at >= start, Outgoing.created_at < end).order_by(Outgoing.created_at)).all()
     names = {d.id: d.name for d in office.departments}
     return [{"at": _local(r.created_at, office.office.tz), "kind": MAIL_KIND_ZH.get(r.kind, r.kind),
              "to": "、".join(r.recipients), "department": names.get(r.department_id, ""),
-             "subject": safe_text(r.subject), "status": "被退回" if r.status == "bounced" else "发送失败",
-             "error": safe_text(r.last_error)[:200]} for r in rows]
+             "subject": safe_text(r.subject), "status": SEND_ZH[r.status], "uncertain": r.status == "uncertain",
+             "error": f"编号 {r.id}：服务器可能已收到，也可能没有" if r.status == "uncertain"
+             else safe_text(r.last_error)[:200]} for r in rows]
 
 
 @dataclass

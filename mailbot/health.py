@@ -13,8 +13,9 @@ from imap_tools.errors import MailboxLoginError
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from . import letters, store
+from . import letters, outbox, store
 from .config import OfficeConfig
+from .deadline import DeadlineExceeded
 from .models import Outgoing, utcnow
 
 log = logging.getLogger("mailbot.health")
@@ -31,12 +32,15 @@ class Health:
         self.engine, self.office = engine, office
         self.failing_since: dt.datetime | None = None
         self.last_error = ""
+        self.deadlines = 0  # failed polls in this outage that a server too slow to answer cut short
 
     def failed(self, exc: BaseException, now: dt.datetime | None = None) -> bool:
         """Record a failed poll; returns True when an alert was queued now."""
         now = now or utcnow()
         self.failing_since = self.failing_since or now
         self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        if isinstance(exc, DeadlineExceeded):
+            self.deadlines += 1
         login = isinstance(exc, MailboxLoginError)
         if not login and now - self.failing_since < dt.timedelta(minutes=self.office.health.alert_after_minutes):
             return False
@@ -44,19 +48,20 @@ class Health:
             if _open_alert(session, self.office) is not None:
                 return False
             context = {"since": self.failing_since.astimezone(self.office.office.tz), "error": self.last_error,
-                       "login": login, "host": self.office.imap.host, "user": self.office.imap.user}
+                       "login": login, "host": self.office.imap.host, "user": self.office.imap.user,
+                       "deadlines": self.deadlines}
             mail = letters.build(self.office, kind="alert", key=f"alert:down:{self.failing_since.isoformat()}",
                                  template="alert_down", to=list(self.office.recipients.digest), context=context,
                                  now=now)
             queued = bool(self.office.recipients.digest) and store.enqueue(session, mail)
-        log.error("mailbox unavailable since %s (%s); office alerted: %s", self.failing_since.isoformat(),
-                  self.last_error, queued)
+        log.error("mailbox unavailable since %s (%s; %d poll(s) cut short by a deadline); office alerted: %s",
+                  self.failing_since.isoformat(), self.last_error, self.deadlines, queued)
         return queued
 
     def ok(self, now: dt.datetime | None = None) -> bool:
         """Record a good poll; returns True when a recovery notice was queued now."""
         now = now or utcnow()
-        self.failing_since = None
+        self.failing_since, self.deadlines = None, 0
         with store.writing(self.engine) as session:
             down = _open_alert(session, self.office)
             if down is None:
@@ -70,3 +75,29 @@ class Health:
             store.enqueue(session, mail)
         log.info("mailbox available again (down since %s); office told", since)
         return True
+
+
+def database_lost(office: OfficeConfig, exc: BaseException, now: dt.datetime | None = None) -> bool:
+    """Tell the office that the database file is gone, by SMTP directly: the outbox is in the
+    lost database, and mail may still work. Not recorded anywhere; True when the mail went."""
+    if not office.recipients.digest:
+        log.error("office=%s database lost; no recipients.digest to tell", office.id)
+        return False
+    now = now or utcnow()
+    mail = letters.build(office, kind="alert", key=f"alert:lost:{now.isoformat()}", template="alert_lost",
+                         to=list(office.recipients.digest), context={"error": getattr(exc, "what", str(exc)), "now_local": now.astimezone(
+                             office.office.tz)}, now=now)
+    cfg = office.smtp
+    try:
+        smtp = outbox.connect(cfg)
+        try:
+            with smtp.watch.stage("sending the alert", cfg.deadline_seconds + len(mail.raw) / cfg.min_bytes_per_second):
+                smtp.sendmail(office.office.address, mail.recipients, mail.raw)
+        finally:
+            outbox.close(smtp, cfg)
+    except Exception as exc2:  # the log says it all the same
+        log.error("office=%s could not mail the alert that the database is lost (%s: %s)", office.id,
+                  type(exc2).__name__, exc2)
+        return False
+    log.error("office=%s told that the database is lost (%s)", office.id, ", ".join(mail.recipients))
+    return True

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import traceback
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
-from . import annotate, archive, faults, letters, message, rules, store
+from . import annotate, archive, faults, guard, letters, message, rules, store
 from .codes import mask_ids
 from .config import OfficeConfig
 from .decision import Decision, decide  # noqa: F401  (decide: intake.decide, as callers know it)
@@ -115,12 +116,15 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
                     replies_today(session, office, mail.sender, now) >= office.replies.daily_cap_per_sender:
                 log.warning("message=<%s> daily reply cap reached for %s; no receipt", row.message_id, mail.sender)
                 row.reason = "reply_cap"
-            elif len(filed) > 1:
-                _queue_receipt_several(session, office, row, decision, filed, key, now)
-            elif not _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same, now) \
-                    and same is not None:
-                row.reason = "same_content"
-        faults.crash_point("in_transaction")
+            else:
+                with guard.step("receipt"):
+                    faults.crash_point("in_receipt", fetched.raw)
+                    if len(filed) > 1:
+                        _queue_receipt_several(session, office, row, decision, filed, key, now)
+                    elif not _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same,
+                                            now) and same is not None:
+                        row.reason = "same_content"
+        faults.crash_point("in_transaction", fetched.raw)
     faults.crash_point("after_commit")
     return row
 
@@ -278,7 +282,9 @@ def _queue_receipt_several(session, office, row, decision: Decision, filed, key:
 def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, decision: Decision | None = None,
            sha: str | None = None, now: dt.datetime | None = None) -> Message:
     """Archive and decide (unless a worker already did both) and commit one fetched message."""
-    sha = sha or archive.put(archive_dir, fetched.raw)
+    if not sha:
+        with guard.step("archive"):
+            sha = archive.put(archive_dir, fetched.raw)
     with store.reading(engine) as session:
         existing = store.message_at(session, office.id, fetched.folder, fetched.uidvalidity, fetched.uid)
     if existing is not None:
@@ -287,3 +293,56 @@ def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, dec
     decision = decision or decide(office, fetched.raw, fetched.arrived, fetched.truncated,
                                   claim="all" if fetched.again else None)
     return commit(engine, office, fetched, sha, decision, now=now)
+
+
+def quarantine(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, sha: str | None,
+               decision: Decision | None, failure: guard.StepFailed, now: dt.datetime) -> Message:
+    """The guard's answer to an unexpected error while handling one message: its transaction
+    rolled back, a `quarantined` row naming the step is committed on its own, cleaned of whatever
+    a text column refuses; failing that, one without anything taken from the mail. The mail goes
+    to the quarantine folder; mail that is not ours (`left`) stays where it is, untouched."""
+    cause = failure.cause
+    detail = message.storable("".join(traceback.format_exception(cause))[-4000:])
+    left = decision is not None and decision.status == "left"
+    if not sha:
+        try:
+            sha = archive.put(archive_dir, fetched.raw)
+        except Exception as exc:  # the raw mail stays in the mailbox all the same
+            log.error("uid=%s could not be archived either (%s)", fetched.uid, exc)
+            sha = archive.digest(fetched.raw)
+    try:
+        mail = decision.mail if decision is not None and decision.mail is not None else message.parse(fetched.raw)
+    except Exception:  # the parse may be what failed
+        mail = None
+    for header in (mail, None):
+        row = Message(
+            office=office.id, folder=fetched.folder, uidvalidity=fetched.uidvalidity, uid=fetched.uid,
+            message_id=message.storable(mail.message_id)[:998] if header else "", sha256=sha, size=len(fetched.raw),
+            sender=message.storable(mail.sender or mail.from_header)[:320] if header else "",
+            subject=letters.one_line(message.storable(mail.subject), 500) if header else "",
+            received_at=fetched.arrived, kind=decision.kind if left else "error",
+            status="left" if left else "quarantined", reason=f"{failure.step}:{type(cause).__name__}"[:200],
+            detail=detail, destination=fetched.folder if left else office.imap.quarantine_folder)
+        try:
+            with store.writing(engine) as session:
+                existing = store.message_at(session, office.id, fetched.folder, fetched.uidvalidity, fetched.uid)
+                if existing is not None:  # committed after all: it stands
+                    return existing
+                session.add(row)
+            return row
+        except Exception as exc:
+            if guard.infrastructure(exc) or header is None:
+                raise
+            log.error("uid=%s: its quarantine row was refused too (%s: %s); recorded without its header",
+                      fetched.uid, type(exc).__name__, exc)
+    raise AssertionError("unreachable")
+
+
+def moved_elsewhere(engine: Engine, row: Message, folder: str, failure: guard.StepFailed) -> None:
+    """The move to its folder failed unexpectedly and the mail went to `folder` instead: the
+    row says so (its outcome stands: the receipt, if any, is already queued)."""
+    note = message.storable(f"move to {row.destination} failed: {failure}")[:1000]
+    with store.writing(engine) as session:
+        session.execute(update(Message).where(Message.id == row.id).values(
+            destination=folder, detail=(row.detail + "\n" if row.detail else "") + note))
+    row.destination = folder

@@ -18,11 +18,13 @@ import ssl
 from dataclasses import dataclass
 from typing import Iterator
 
-from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
-from imap_tools.utils import encode_folder
+from imap_tools import BaseMailBox
+from imap_tools.errors import MailboxStarttlsError
+from imap_tools.utils import check_command_status, encode_folder
 
 from . import bodystructure
 from .config import Imap
+from .deadline import Watch
 
 log = logging.getLogger("mailbot.mailbox")
 imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED", "LOGOUT"))
@@ -63,12 +65,62 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+class _Plain(imaplib.IMAP4):
+    """imaplib whose socket the connection's Watch holds from the moment it exists."""
+
+    def __init__(self, watch: Watch, host: str, port: int, timeout: float):
+        self.watch = watch
+        super().__init__(host, port, timeout)
+
+    def _create_socket(self, timeout):
+        sock = self.watch.connect(self.host or None, self.port, timeout)
+        self.watch.at = "greeting"
+        return sock
+
+    def shutdown(self):
+        try:
+            super().shutdown()
+        finally:
+            self.watch.close()
+
+
+class _Tls(imaplib.IMAP4_SSL):
+    def __init__(self, watch: Watch, host: str, port: int, timeout: float, ssl_context):
+        self.watch = watch
+        super().__init__(host, port, ssl_context=ssl_context, timeout=timeout)
+
+    def _create_socket(self, timeout):
+        sock = self.watch.connect(self.host or None, self.port, timeout)
+        self.watch.at = "TLS handshake"  # inside the deadline: the watch holds the TCP socket already
+        sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+        self.watch.at = "greeting"
+        return sock
+
+    def shutdown(self):
+        try:
+            super().shutdown()
+        finally:
+            self.watch.close()
+
+
+class _Session(BaseMailBox):
+    """imap-tools over a client made beforehand, inside the connect deadline."""
+
+    def __init__(self, client: imaplib.IMAP4):
+        self._client = client
+        super().__init__()
+
+    def _get_mailbox_client(self) -> imaplib.IMAP4:
+        return self._client
+
+
 class Mailbox:
     """One logged-in IMAP session on the watched folder."""
 
     def __init__(self, cfg: Imap):
         self.cfg = cfg
-        self.box: MailBox | None = None
+        self.box: BaseMailBox | None = None
+        self.watch = Watch(f"IMAP {cfg.user}@{cfg.host}:{cfg.port}")
         self.capabilities: set[str] = set()
         self.uidvalidity = 0
         self.uidnext: int | None = None
@@ -82,24 +134,46 @@ class Mailbox:
         """Log in, send ID, select the watched folder. `readonly` (the dry run): EXAMINE, and
         create no folder."""
         cfg = self.cfg
-        if cfg.security == "ssl":
-            box = MailBox(cfg.host, cfg.port, timeout=cfg.timeout_seconds, ssl_context=cfg.ssl_context())
-        elif cfg.security == "starttls":
-            box = MailBoxStartTls(cfg.host, cfg.port, timeout=cfg.timeout_seconds, ssl_context=cfg.ssl_context())
-        else:
-            box = MailBoxUnencrypted(cfg.host, cfg.port, timeout=cfg.timeout_seconds)
-        self.box = box
-        box.login(cfg.user, cfg.password() or "", initial_folder=None)
-        self._refresh_capabilities()
-        self._send_id()
-        folders = [cfg.processed_folder, cfg.quarantine_folder, cfg.reprocess_folder] + \
-            ([cfg.sent_folder] if cfg.sent_folder else [])
-        for folder in [] if readonly else folders:
-            if not box.folder.exists(folder):
-                box.folder.create(folder)
-        self.readonly = readonly
-        self.select()
+        password = cfg.password() or ""
+        watch = self.watch = Watch(self.watch.peer)  # a fresh connection: a fresh watch
+        with watch.stage("connect, LOGIN, ID, SELECT", cfg.deadline_seconds):
+            try:
+                if cfg.security == "ssl":
+                    client = _Tls(watch, cfg.host, cfg.port, cfg.timeout_seconds, cfg.ssl_context())
+                else:
+                    client = _Plain(watch, cfg.host, cfg.port, cfg.timeout_seconds)
+                watch.bind(client)
+                if cfg.security == "starttls":
+                    watch.at = "STARTTLS"
+                    check_command_status(client.starttls(cfg.ssl_context()), MailboxStarttlsError)
+            except BaseException:
+                watch.close()
+                raise
+            box = self.box = _Session(client)
+            try:
+                watch.at = "LOGIN"
+                box.login(cfg.user, password, initial_folder=None)
+                watch.at = "CAPABILITY"
+                self._refresh_capabilities()
+                watch.at = "ID"
+                self._send_id()
+                folders = [cfg.processed_folder, cfg.quarantine_folder, cfg.reprocess_folder] + \
+                    ([cfg.sent_folder] if cfg.sent_folder else [])
+                watch.at = "LIST/CREATE"
+                for folder in [] if readonly else folders:
+                    if not box.folder.exists(folder):
+                        box.folder.create(folder)
+                self.readonly = readonly
+                watch.at = "SELECT"
+                self._select(cfg.folder)
+            except BaseException:
+                self.close()
+                raise
         return self
+
+    def _stage(self, name: str, size: int = 0):
+        """One command's deadline: `imap.deadline_seconds`, longer by the bytes it carries."""
+        return self.watch.stage(name, self.cfg.deadline_seconds + size / self.cfg.min_bytes_per_second)
 
     def _refresh_capabilities(self) -> None:
         typ, data = self.box.client.capability()
@@ -121,6 +195,10 @@ class Mailbox:
     def select(self, folder: str | None = None) -> int:
         """SELECT (EXAMINE when read-only) `folder`, by default the watched one; its UIDVALIDITY."""
         folder = folder or self.cfg.folder
+        with self._stage("SELECT"):
+            return self._select(folder)
+
+    def _select(self, folder: str) -> int:
         typ, counted = self.box.folder.set(folder, readonly=self.readonly)
         self.selected = folder
         self.exists = int(counted[0]) if counted and (counted[0] or b"").isdigit() else 0
@@ -138,16 +216,20 @@ class Mailbox:
 
     def count(self, folder: str) -> int:
         """How many messages `folder` holds (STATUS: the selected folder stays selected)."""
-        return int(self.box.folder.status(folder, ["MESSAGES"])["MESSAGES"])
+        with self._stage("STATUS"):
+            return int(self.box.folder.status(folder, ["MESSAGES"])["MESSAGES"])
 
     def close(self) -> None:
         if self.box is None:
             return
         try:
-            self.box.logout()
+            with self.watch.stage("LOGOUT", min(self.cfg.deadline_seconds, 10)):
+                self.box.logout()
         except Exception:  # the connection may already be gone; nothing to save
             pass
-        self.box = None
+        finally:
+            self.watch.close()
+            self.box = None
 
     def __enter__(self) -> "Mailbox":
         return self if self.box is not None else self.open()
@@ -158,10 +240,12 @@ class Mailbox:
     # -- reading ------------------------------------------------------------------------------
     def pending(self) -> list[int]:
         """Every UID now in the selected folder, oldest first."""
-        return sorted(int(u) for u in self.box.uids("ALL"))
+        with self._stage("SEARCH"):
+            return sorted(int(u) for u in self.box.uids("ALL"))
 
     def _search(self, criteria: str) -> list[int]:
-        typ, data = self.box.client.uid("SEARCH", criteria)
+        with self._stage("SEARCH"):
+            typ, data = self.box.client.uid("SEARCH", criteria)
         if typ != "OK":
             raise imaplib.IMAP4.error(f"SEARCH {criteria} failed: {data!r}")
         return sorted({int(u) for line in data if line for u in line.split()})
@@ -178,8 +262,9 @@ class Mailbox:
         """Header, arrival, size and BODYSTRUCTURE of `uids`: never the bodies (BODY.PEEK: no \\Seen)."""
         if not uids:
             return []
-        typ, data = self.box.client.uid("FETCH", ",".join(map(str, uids)),
-                                        "(UID INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER])")
+        with self._stage(f"FETCH of {len(uids)} header(s)"):
+            typ, data = self.box.client.uid("FETCH", ",".join(map(str, uids)),
+                                            "(UID INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER])")
         if typ != "OK":
             raise imaplib.IMAP4.error(f"FETCH failed: {data!r}")
         out = []
@@ -191,11 +276,13 @@ class Mailbox:
                               int(item.get("RFC822.SIZE", 0)), header, bodystructure.parts(item.get("BODYSTRUCTURE"))))
         return sorted(out, key=lambda g: g.uid)
 
-    def fetch(self, uids: list[int], again: bool = False) -> Iterator[Fetched]:
-        """Raw bytes of `uids`, one FETCH per batch; leaves \\Seen alone."""
+    def fetch(self, uids: list[int], again: bool = False, size: int = 0) -> Iterator[Fetched]:
+        """Raw bytes of `uids`, one FETCH per batch; leaves \\Seen alone. `size` (their
+        RFC822.SIZE together) lengthens the deadline by what a slow link needs to carry them."""
         if not uids:
             return
-        typ, data = self.box.client.uid("FETCH", ",".join(map(str, uids)), "(UID INTERNALDATE BODY.PEEK[])")
+        with self._stage(f"FETCH of {len(uids)} message(s), {size / 1e6:.1f} MB", size):
+            typ, data = self.box.client.uid("FETCH", ",".join(map(str, uids)), "(UID INTERNALDATE BODY.PEEK[])")
         if typ != "OK":
             raise imaplib.IMAP4.error(f"FETCH failed: {data!r}")
         for item in data:
@@ -210,6 +297,10 @@ class Mailbox:
         """MOVE where offered; else COPY, flag \\Deleted and expunge only this UID (UIDPLUS)."""
         if self.readonly:
             raise imaplib.IMAP4.error("read-only session: no move")
+        with self._stage("MOVE"):
+            self._move(uid, folder)
+
+    def _move(self, uid: int, folder: str) -> None:
         client = self.box.client
         target = encode_folder(folder)
         if "MOVE" in self.capabilities:
@@ -227,7 +318,8 @@ class Mailbox:
             client.expunge()
 
     def append(self, folder: str, raw: bytes) -> None:
-        self.box.append(raw, folder, flag_set=[r"\Seen"])
+        with self._stage("APPEND", len(raw)):
+            self.box.append(raw, folder, flag_set=[r"\Seen"])
 
     def idle(self, seconds: float, wake: socket.socket | None = None) -> bool:
         """Wait up to `seconds` for the server to announce new mail, or for `wake` to be readable.
@@ -240,14 +332,16 @@ class Mailbox:
         if client.untagged_responses.pop("EXISTS", None) or client.untagged_responses.pop("RECENT", None):
             return True
         sock = client.sock
-        self.box.idle.start()
+        with self._stage("IDLE"):
+            self.box.idle.start()
         try:
             if self._buffered():
                 return True
             readable, _, _ = select.select([sock] + ([wake] if wake else []), [], [], seconds)
             return sock in readable
         finally:
-            self.box.idle.stop()
+            with self._stage("IDLE DONE"):
+                self.box.idle.stop()
 
     def _buffered(self) -> bool:
         """Has the server already said something that sits in a buffer select() cannot see

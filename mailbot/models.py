@@ -110,9 +110,12 @@ class Outgoing(SQLModel, table=True):
     recipients: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     subject: str = ""
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    status: str = "pending"  # pending, sent, failed, bounced, skipped
+    # pending, sending (its DATA may be under way), sent, uncertain (sent or not: nobody knows; never
+    # sent again by itself, `mailbot resend` does it), failed, bounced, skipped
+    status: str = "pending"
     attempts: int = 0
-    next_attempt_at: dt.datetime = Field(default_factory=utcnow)
+    next_attempt_at: dt.datetime = Field(default_factory=utcnow)  # while pending or sending: the claim's lease
+    attempted_at: dt.datetime | None = None  # when the last attempt began
     last_error: str = ""
     created_at: dt.datetime = Field(default_factory=utcnow)
     sent_at: dt.datetime | None = None

@@ -34,6 +34,11 @@ class Check:
 
 
 def _network(exc: BaseException, host: str, port: int) -> str | None:
+    from .deadline import DeadlineExceeded
+
+    if isinstance(exc, DeadlineExceeded):
+        return (f"{host}:{port} 在规定时限 {exc.seconds:.0f} 秒内没有完成 {exc.stage}，连接已断开：服务器响应过慢或网络不稳定"
+                f"（时限见配置 deadline_seconds）。")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"TLS 证书校验失败（{exc.verify_message}）。请确认服务器地址 {host} 正确；"
                 "自建服务器请在配置中用 ca_file 指定其 CA 证书。")
@@ -98,14 +103,17 @@ def check_imap(office: OfficeConfig, database_url: str | None = None) -> Check:
 
 
 def check_smtp(office: OfficeConfig) -> Check:
-    from .outbox import connect
+    from .outbox import close, connect
 
     cfg = office.smtp
     what = f"SMTP {cfg.user or '(不认证)'}@{cfg.host}:{cfg.port}（{cfg.security}）"
     try:
         smtp = connect(cfg)
-        smtp.noop()
-        smtp.quit()
+        try:
+            with smtp.watch.stage("NOOP", cfg.deadline_seconds):
+                smtp.noop()
+        finally:
+            close(smtp, cfg)
         return Check(what, True, "连接并登录成功。" if cfg.user else "连接成功。")
     except ConfigError as exc:
         return Check(what, False, "; ".join(exc.errors))

@@ -167,7 +167,7 @@ def _considered(box: Mailbox, office: OfficeConfig, answers: _Answers, uids: lis
             if g.size > office.limits.max_message_bytes:
                 items = [_item(box, g.uid, g.header, g.arrived, True, again)]
             else:
-                items = list(box.fetch([g.uid], again=again))
+                items = list(box.fetch([g.uid], again=again, size=g.size))
             for item in items:
                 d = decision_mod.decide(office, item.raw, item.arrived, item.truncated,
                                         claim="all" if again else None)

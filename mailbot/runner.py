@@ -1,30 +1,29 @@
-"""The loop: poll the mailbox, hand each message to intake, move it, deliver the outbox.
+"""The loop: poll the mailbox, hand each message to intake, move it; deliver the outbox.
 
 A message leaves the watched folder only after its outcome is committed; if the move fails
 (or the process dies first) the next poll finds the UID already recorded and only moves it.
+Each message is guarded around every step (mailbot.guard): an unexpected error quarantines
+that one message and the loop goes on. Before any message leaves the folder the database file
+is checked to be the one the process opened (mailbot.store.check_file).
 """
 from __future__ import annotations
 
 import datetime as dt
-import imaplib
 import logging
-import socket
-import ssl
 from dataclasses import dataclass
 from typing import Callable
 
-from imap_tools.errors import ImapToolsError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
-from . import claim, faults, intake, outbox, store, watch
+from . import claim, faults, guard, intake, outbox, store, watch
 from .config import Config, OfficeConfig
 from .mailbox import Fetched, Mailbox
 from .models import Message, utcnow
 from .workers import Deciders
 
 log = logging.getLogger("mailbot.runner")
-NETWORK_ERRORS = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error, imaplib.IMAP4.abort, ImapToolsError)
+NETWORK_ERRORS = guard.NETWORK_ERRORS
 
 
 @dataclass
@@ -41,16 +40,32 @@ def _mark_moved(engine: Engine, messages: list[Message], now: dt.datetime) -> No
         session.execute(update(Message).where(Message.id.in_([m.id for m in messages])).values(moved_at=now))
 
 
-def _move(box: Mailbox, uid: int, message: Message) -> bool:
+def _move(box: Mailbox, engine: Engine, office: OfficeConfig, uid: int, message: Message) -> bool:
+    """Move one message whose outcome is committed. An unexpected failure (not the network's)
+    sends it to the quarantine folder instead, its outcome standing; failing that too, the next
+    poll tries again."""
     if message.destination == box.selected:  # left where it is: not ours
         return False
+    store.check_file(engine)  # its outcome went into the file this process opened: is that still the database?
     try:
-        box.move(uid, message.destination)
-    except NETWORK_ERRORS:
-        raise
-    except Exception as exc:  # the outcome is committed; the next poll retries the move
-        log.error("message=<%s> uid=%s move to %s failed: %s", message.message_id, uid, message.destination, exc)
-        return False
+        with guard.step("move"):
+            faults.crash_point("before_move", message.message_id.encode())
+            box.move(uid, message.destination)
+    except guard.StepFailed as failure:
+        quarantine = office.imap.quarantine_folder
+        log.error("message=<%s> uid=%s move to %s failed (%s)%s", message.message_id, uid, message.destination,
+                  failure, "; moving it to " + quarantine if message.destination != quarantine else "",
+                  exc_info=failure.cause)
+        if message.destination == quarantine:
+            return False
+        try:
+            with guard.step("move"):
+                box.move(uid, quarantine)
+        except guard.StepFailed as again:
+            log.error("message=<%s> uid=%s move to %s failed too (%s); the next poll tries again",
+                      message.message_id, uid, quarantine, again)
+            return False
+        intake.moved_elsewhere(engine, message, quarantine, failure)
     faults.crash_point("after_move")
     return True
 
@@ -59,35 +74,36 @@ def _finish_moves(box: Mailbox, engine: Engine, office: OfficeConfig, result: Po
     """Move what was committed but not moved (the move failed, or the process died before it)."""
     with store.reading(engine) as session:
         unmoved = store.unmoved(session, office.id, box.selected, box.uidvalidity)
-    moved = [m for m in unmoved if _move(box, m.uid, m)]
+    moved = [m for m in unmoved if _move(box, engine, office, m.uid, m)]
     _mark_moved(engine, moved, clock())
     result.moved += len(moved)
 
 
 def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, deciders: Deciders,
-          stop=lambda: False, clock: Callable[[], dt.datetime] = utcnow) -> PollResult:
+          stop=lambda: False, clock: Callable[[], dt.datetime] = utcnow, committed=lambda: None) -> PollResult:
     """Handle the mail that arrived after the start line and above the high-water mark, batch
-    by batch in UID order (while one batch is committed, moved and answered, the workers
-    already decide the next); then whatever the clerk put into the reprocess folder. `clock`
-    tells the time receipts are written and sent at (the demo's own month)."""
+    by batch in UID order (while one batch is committed and moved, the workers already decide
+    the next); then whatever the clerk put into the reprocess folder. Nothing here sends mail:
+    `committed()` is called after each batch (the daemon wakes its sender). `clock` tells the
+    time receipts are written at (the demo's own month)."""
     result = PollResult()
     _finish_moves(box, engine, office, result, clock)
     line = watch.begin(engine, office, box.uidvalidity, clock())
     uidnext = box.uidnext
     uids = watch.unread(box, line)
-    if _batches(box, engine, config, office, deciders, uids, result, stop, clock, line):
+    if _batches(box, engine, config, office, deciders, uids, result, stop, clock, committed, line):
         watch.advance(engine, line, max([line.high_water, *uids, (uidnext or 1) - 1]), scanned=True)
         if not stop() and box.count(office.imap.reprocess_folder):
             box.select(office.imap.reprocess_folder)
             try:
                 _finish_moves(box, engine, office, result, clock)
-                _batches(box, engine, config, office, deciders, box.pending(), result, stop, clock)
+                _batches(box, engine, config, office, deciders, box.pending(), result, stop, clock, committed)
             finally:
                 box.select()
     return result
 
 
-def _batches(box, engine, config, office, deciders, uids, result, stop, clock, line=None) -> bool:
+def _batches(box, engine, config, office, deciders, uids, result, stop, clock, committed, line=None) -> bool:
     """True when every UID was handled (not stopped half-way)."""
     size = office.imap.batch_size
     ahead = None  # the batch the workers are deciding: (uids, fetched, results)
@@ -101,7 +117,7 @@ def _batches(box, engine, config, office, deciders, uids, result, stop, clock, l
                 return False
             if line is not None:
                 watch.advance(engine, line, max(done))
-            result.sent += deliver(engine, office, box, clock)
+            committed()
         ahead = following
     return True
 
@@ -127,29 +143,45 @@ def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Decider
     large = {g.uid for g, _v in take if g.size > office.limits.max_message_bytes}
     fetched = [Fetched(box.selected, box.uidvalidity, g.uid, g.header, g.arrived, truncated=True, again=again)
                for g, _v in take if g.uid in large]
-    fetched += list(box.fetch([g.uid for g, _v in take if g.uid not in large], again=again))
+    whole = [g for g, _v in take if g.uid not in large]
+    fetched += list(box.fetch([g.uid for g in whole], again=again, size=sum(g.size for g in whole)))
     fetched.sort(key=lambda f: f.uid)
     return fetched, deciders.start(office, fetched)
 
 
 def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, fetched, results, result, stop,
             clock) -> bool:
+    decided = results(stop)
+    if decided is None:  # stopping while the workers decide: nothing of the batch is committed
+        return False
     moved = []
     complete = True
-    for item, (sha, decision) in zip(fetched, results()):
+    for item, (sha, decision) in zip(fetched, decided):
         if stop():
             complete = False
             break
         faults.crash_point("after_fetch")
-        row = intake.handle(engine, office, config.archive.dir, item, decision, sha, now=clock())
+        row = _handle(engine, config, office, item, decision, sha, clock)
         log.info("message=<%s> uid=%s from=%s status=%s reason=%s", row.message_id, item.uid, row.sender,
                  row.status, row.reason or "-")
         result.handled += 1
-        if _move(box, item.uid, row):
+        if _move(box, engine, office, item.uid, row):
             moved.append(row)
     _mark_moved(engine, moved, clock())
     result.moved += len(moved)
     return complete
+
+
+def _handle(engine: Engine, config: Config, office: OfficeConfig, item: Fetched, decision, sha, clock) -> Message:
+    """intake.handle under the guard: an unexpected error quarantines this message, cleaned of
+    what the database refused; an infrastructure error is raised (the office backs off)."""
+    try:
+        with guard.step("store"):
+            return intake.handle(engine, office, config.archive.dir, item, decision, sha, now=clock())
+    except guard.StepFailed as failure:
+        log.error("message uid=%s: unexpected error in step %s (%s); quarantined", item.uid, failure.step,
+                  failure, exc_info=failure.cause)
+        return intake.quarantine(engine, office, config.archive.dir, item, sha, decision, failure, clock())
 
 
 def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResult:
@@ -164,17 +196,40 @@ def poll_once(engine: Engine, config: Config, office: OfficeConfig) -> PollResul
     return result
 
 
+class _SentCopies:
+    """Appends sent mail to `imap.sent_folder`: over `box` when the caller has a session in
+    this thread, else over a short connection of its own (the daemon's sender thread never
+    touches the polling thread's session)."""
+
+    def __init__(self, office: OfficeConfig, box: Mailbox | None):
+        self.office, self.box, self.own = office, box, None
+
+    def __call__(self, raw: bytes) -> None:
+        if self.box is None:
+            self.box = self.own = Mailbox(self.office.imap).open()
+        self.box.append(self.office.imap.sent_folder, raw)
+
+    def close(self) -> None:
+        if self.own is not None:
+            self.own.close()
+
+
 def deliver(engine: Engine, office: OfficeConfig, box: Mailbox | None = None,
-            clock: Callable[[], dt.datetime] = utcnow) -> int:
-    sent_copy = None
-    if box is not None and office.imap.sent_folder:
-        sent_copy = lambda raw: box.append(office.imap.sent_folder, raw)  # noqa: E731
+            clock: Callable[[], dt.datetime] = utcnow, stop=lambda: False) -> int:
+    """Send everything due now (batch after batch); returns how many mails were sent."""
+    copies = _SentCopies(office, box) if office.imap.sent_folder else None
     total = 0
-    while True:
-        sent = outbox.deliver(engine, office, sent_copy=sent_copy, clock=clock)
-        total += sent
-        if sent == 0:
-            return total
+    try:
+        while not stop():
+            store.check_file(engine)
+            sent = outbox.deliver(engine, office, sent_copy=copies, clock=clock, stop=stop)
+            total += sent
+            if sent == 0:
+                break
+    finally:
+        if copies is not None:
+            copies.close()
+    return total
 
 
 def open_store(config: Config) -> Engine:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from . import codes, digest, letters, store, tongbao, watch
+from . import codes, digest, faults, guard, letters, store, tongbao, watch
 from .config import OfficeConfig
 from .models import Outgoing, Submission, utcnow
 from .obligations import (MISSING, REJECTED, Standing, deadline, deadline_day, notice_at, period_of, reminder_dates,
@@ -189,37 +189,58 @@ def tick(engine: Engine, office: OfficeConfig, now: dt.datetime, *, dry_run: boo
     todo = [item for item in due(office, now, standings, since) if item.key not in queued_keys]
     blank = build_template(office.office.name, office.office.address, office.schedule.deadline_day) if todo else b""
     done: list[Queued] = []
-    for item in todo:
-        if item.kind in (DIGEST, WEEKLY):  # built and queued (idempotently) by the digest module
-            if dry_run:
-                done.append(Queued(item.kind, item.period, item.key, None, tuple(office.recipients.digest), ""))
-            elif (digest.queue_monthly(engine, office, item.period, now) if item.kind == DIGEST
-                  else digest.queue_weekly(engine, office, now)):
-                log.info("queued %s for the office (%s)", item.kind, item.period)
-                done.append(Queued(item.kind, item.period, item.key, None, tuple(office.recipients.digest), ""))
+    for item in todo:  # each item guarded: one bad department or digest does not stop the others
+        try:
+            with guard.step(item.kind):
+                faults.crash_point("tick_item", item.key.encode())
+                queued = _queue(engine, office, item, standings, subs, now, blank, dry_run)
+        except guard.StepFailed as failure:
+            first = _failing.setdefault((office.id, item.key), 0) == 0
+            _failing[(office.id, item.key)] += 1
+            log.error("office=%s %s not queued: unexpected error (%s); the next tick tries again", office.id,
+                      item.key, failure, exc_info=failure.cause if first else None)
             continue
-        if item.kind == TONGBAO:
-            if not office.recipients.digest:
-                if (office.id, item.period) not in _warned:  # once, not every minute for a month
-                    _warned.add((office.id, item.period))
-                    log.warning("通报 for %s not queued: no recipients.digest configured", item.period)
-                continue
-            mail = _tongbao_mail(office, item, standings[item.period], now)
-        else:
-            mail = _department_mail(office, item, standings[item.period][item.department_id],
-                                    subs.get((item.department_id, item.period), []), now, blank)
-        if not dry_run:
-            try:
-                with store.writing(engine) as session:
-                    fresh = item.department_id is None or _still_unfiled(session, office, item, now)
-                    queued = fresh and store.enqueue(session, mail)
-            except IntegrityError:  # another tick inserted the same key first (databases without BEGIN IMMEDIATE)
-                queued = False
-            if not queued:
-                continue
-            log.info("queued %s for %s (%s)", item.kind, item.department_id or "the office", item.period)
-        done.append(Queued(item.kind, item.period, item.key, item.department_id, tuple(mail.recipients), mail.subject))
+        _failing.pop((office.id, item.key), None)
+        if queued is not None:
+            done.append(queued)
     return done
+
+
+_failing: dict[tuple[str, str], int] = {}  # (office, key) -> ticks it failed in: the traceback logged once
+
+
+def _queue(engine: Engine, office: OfficeConfig, item: Due, standings, subs, now: dt.datetime, blank: bytes,
+           dry_run: bool) -> Queued | None:
+    """Queue one due mail (dry run: say what it would be); None when nothing was queued."""
+    if item.kind in (DIGEST, WEEKLY):  # built and queued (idempotently) by the digest module
+        if dry_run:
+            return Queued(item.kind, item.period, item.key, None, tuple(office.recipients.digest), "")
+        if (digest.queue_monthly(engine, office, item.period, now) if item.kind == DIGEST
+                else digest.queue_weekly(engine, office, now)):
+            log.info("queued %s for the office (%s)", item.kind, item.period)
+            return Queued(item.kind, item.period, item.key, None, tuple(office.recipients.digest), "")
+        return None
+    if item.kind == TONGBAO:
+        if not office.recipients.digest:
+            if (office.id, item.period) not in _warned:  # once, not every minute for a month
+                _warned.add((office.id, item.period))
+                log.warning("通报 for %s not queued: no recipients.digest configured", item.period)
+            return None
+        mail = _tongbao_mail(office, item, standings[item.period], now)
+    else:
+        mail = _department_mail(office, item, standings[item.period][item.department_id],
+                                subs.get((item.department_id, item.period), []), now, blank)
+    if not dry_run:
+        try:
+            with store.writing(engine) as session:
+                fresh = item.department_id is None or _still_unfiled(session, office, item, now)
+                queued = fresh and store.enqueue(session, mail)
+        except IntegrityError:  # another tick inserted the same key first (databases without BEGIN IMMEDIATE)
+            queued = False
+        if not queued:
+            return None
+        log.info("queued %s for %s (%s)", item.kind, item.department_id or "the office", item.period)
+    return Queued(item.kind, item.period, item.key, item.department_id, tuple(mail.recipients), mail.subject)
 
 
 def _instant(at: dt.datetime | None, tz) -> dt.datetime:

@@ -37,20 +37,24 @@ def status(engine: Engine, office: OfficeConfig, period: str | None = None) -> l
             "id": dept.id, "name": dept.name, "state": st.state, "rows": st.rows, "submissions": st.submissions,
             "nil_report": st.nil_report,  # 零报告: filed, with nothing to report; counted apart
             "filed_at": st.filed_at.isoformat() if st.filed_at else None,
-            "sent": [{"kind": m.kind, "status": m.status, "at": (m.sent_at or m.created_at).isoformat()}
+            "sent": [{"id": m.id, "kind": m.kind, "status": m.status, "at": (m.sent_at or m.created_at).isoformat()}
                      for m in mails.get(dept.id, [])],
         })
     return out
 
 
 KIND_ZH = {"receipt": "回执", "reminder": "催报提醒", "notice": "未按时报送通知"}
-SENT_ZH = {"pending": "待发送", "sent": "已发送", "failed": "发送失败", "bounced": "被退回", "skipped": "未发送"}
+SENT_ZH = {"pending": "待发送", "sending": "正在发送", "sent": "已发送", "failed": "发送失败", "bounced": "被退回",
+           "skipped": "未发送", "uncertain": "发送结果不明"}
 
 
 def _mail_zh(mail: dict, office: OfficeConfig) -> str:
     """One mail in the table: what, when (office time), and whether it went out."""
     at = dt.datetime.fromisoformat(mail["at"]).astimezone(office.office.tz)
-    return f"{KIND_ZH.get(mail['kind'], mail['kind'])} {at:%m-%d %H:%M} {SENT_ZH.get(mail['status'], mail['status'])}"
+    said = SENT_ZH.get(mail["status"], mail["status"])
+    if mail["status"] == "uncertain":
+        said += f"（编号 {mail['id']}）"
+    return f"{KIND_ZH.get(mail['kind'], mail['kind'])} {at:%m-%d %H:%M} {said}"
 
 
 def start_line(engine: Engine, office: OfficeConfig) -> dt.datetime | None:
@@ -77,4 +81,7 @@ def print_table(office: OfficeConfig, rows: list[dict], period: str | None, cons
                       str(r["submissions"]), sent)
     filed = [r for r in rows if r["state"] in ("filed", "late")]
     table.caption = f"应报送{len(rows)}个，已报送{len(filed)}个，其中零报告{sum(r['nil_report'] for r in filed)}个\n{caption}"
+    if any(m["status"] == "uncertain" for r in rows for m in r["sent"]):
+        table.caption += ("\n“发送结果不明”的邮件不会自动重发：请与该单位核实，确未收到的可执行 "
+                          "mailbot resend 编号 重新发送（mailbot resend 列出全部）")
     (console or Console()).print(table)

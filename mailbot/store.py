@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+import weakref
 from pathlib import Path
 from typing import Iterator
 
@@ -21,6 +22,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
 from .errors import MailbotError
+from .guard import Infrastructure
 from .models import Message, Outgoing, Row, Submission
 
 BUSY_TIMEOUT_MS = 30_000
@@ -35,6 +37,8 @@ def open_engine(url: str) -> Engine:
         _owner_only(Path(parsed.database))
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
                            hide_parameters=True)  # an error's text must not quote a row (names, ID numbers)
+    if parsed.database and parsed.database != ":memory:":
+        _remember_file(engine, Path(parsed.database))
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn, _record):
@@ -62,6 +66,41 @@ def _owner_only(database: Path) -> None:
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         pass
+
+class DatabaseLost(Infrastructure):
+    """The SQLite file at the configured path is gone, or is another file than the one opened:
+    whatever is written now is written where nobody will find it again."""
+
+    def __init__(self, path: str, how: str):
+        self.path, self.how = path, how
+        self.what = f"数据库文件 {path} {how}"  # what the office's alert says
+        super().__init__(f"{self.what}，与本进程打开的不是同一个文件：此后写入的记录都会丢失。"
+                         "mailbot 已停止收件（邮件留在收件箱中，不会丢失）；请查明原因、恢复数据库文件后重启 mailbot。")
+
+
+_FILES: "weakref.WeakKeyDictionary[Engine, tuple[Path, int, int]]" = weakref.WeakKeyDictionary()
+
+
+def _remember_file(engine: Engine, path: Path) -> None:
+    info = path.stat()
+    _FILES[engine] = (path.absolute(), info.st_dev, info.st_ino)
+
+
+def check_file(engine: Engine) -> None:
+    """Raise DatabaseLost unless the SQLite file at the path is the one this engine opened (its
+    device and inode): a database deleted or replaced under a running daemon went on taking
+    writes into the deleted file, and every record vanished with it at the next start."""
+    known = _FILES.get(engine)
+    if known is None:  # PostgreSQL, or a database in memory
+        return
+    path, dev, ino = known
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise DatabaseLost(str(path), "已被删除") from None
+    if (info.st_dev, info.st_ino) != (dev, ino):
+        raise DatabaseLost(str(path), "已被另一个文件替换")
+
 
 def open_readonly(url: str) -> Engine | None:
     """The database for looking only (the dry run, `config check`): None when it does not

@@ -13,6 +13,7 @@ import resource
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -57,6 +58,26 @@ def _archived_decision(archive_dir: Path, office: OfficeConfig, item) -> tuple[s
                                                              claim="all" if item.again else None)
 
 
+class _Stopped(Exception):
+    pass
+
+
+def _result(future, seconds: float, stop=None):
+    """future.result(timeout=seconds), given up at once when stop() says so."""
+    if stop is None:
+        return future.result(timeout=seconds)
+    deadline = time.monotonic() + seconds
+    while True:
+        if stop():
+            raise _Stopped
+        left = deadline - time.monotonic()
+        try:
+            return future.result(timeout=max(0.0, min(left, 0.2)))
+        except FutureTimeout:
+            if left <= 0.2:
+                raise
+
+
 class Deciders:
     """One pool for the whole daemon, shared by every office's loop (each call says which office)."""
 
@@ -88,35 +109,46 @@ class Deciders:
         """(sha256 of the archived raw mail, decision) for `items`, in order."""
         return self.start(office, items)()
 
-    def start(self, office: OfficeConfig, items: list) -> Callable[[], list[tuple[str | None, intake.Decision]]]:
+    def start(self, office: OfficeConfig, items: list) -> Callable[..., list[tuple[str | None, intake.Decision]] | None]:
         """Hand `items` to the workers now; the returned function waits for their results, so
-        the caller can commit one batch while the workers decide the next."""
+        the caller can commit one batch while the workers decide the next. Given `stop`, it
+        gives up waiting (returns None) as soon as stop() says so."""
         if self.count == 0:
-            return lambda: [_archived_decision(self.archive_dir, office, i) for i in items]
+            return lambda stop=None: [_archived_decision(self.archive_dir, office, i) for i in items]
         futures = [self._submit(office, item) for item in items]
-        return lambda: self._collect(office, items, futures)
+        return lambda stop=None: self._collect(office, items, futures, stop)
 
-    def _collect(self, office: OfficeConfig, items: list, futures: list) -> list[tuple[str | None, intake.Decision]]:
+    def _collect(self, office: OfficeConfig, items: list, futures: list, stop=None):
         """After a worker failure every unfinished item is decided again alone, so only the
         message that caused it is quarantined (its sha None: the caller archives it)."""
         out: list[intake.Decision | None] = []
         for future in futures:
             try:
-                out.append(future.result(timeout=office.limits.seconds_per_message))
+                out.append(_result(future, office.limits.seconds_per_message, stop))
             except FAILURES:
                 self._reset()
                 out.append(None)
+            except _Stopped:
+                return None
         for index, decision in enumerate(out):
             if decision is None:
-                out[index] = self._alone(office, items[index])
+                try:
+                    out[index] = self._alone(office, items[index], stop)
+                except _Stopped:
+                    return None
         return out
 
-    def _alone(self, office: OfficeConfig, item) -> tuple[str | None, intake.Decision]:
+    def _alone(self, office: OfficeConfig, item, stop=None) -> tuple[str | None, intake.Decision]:
         try:
-            return self._submit(office, item).result(timeout=office.limits.seconds_per_message)
+            return _result(self._submit(office, item), office.limits.seconds_per_message, stop)
         except FAILURES as exc:
             self._reset()
             return None, _lost(office, item, exc)
+
+    def kill(self) -> None:
+        """Stopping: the workers' pending decisions are thrown away (nothing of them is
+        committed; the mails are decided again at the next start), a hung worker with them."""
+        self._reset()
 
     def close(self) -> None:
         with self._lock:

@@ -15,6 +15,8 @@ Nothing here depends on pytest, so ``bench/`` and ad-hoc scripts can reuse it:
 it accepts and can be told to misbehave (4xx/5xx replies, dropped connections, down, and
 NetEase's ``554 DT:SPM`` to a burst). ``NetEaseFront`` is a loopback proxy in front of Dovecot
 that refuses SELECT with ``NO SELECT Unsafe Login`` until the client has sent ID, as 126.com does.
+Slow and silent peers: ``Tarpit`` accepts TCP and never answers, ``Dripper`` drips a banner one
+byte every N s, ``DripProxy`` sits in front of Dovecot and drips its answers (e.g. a message body).
 
 Observing what an IMAP client sent: the config logs every post-login command
 (``log_debug = event=imap_command_finished``, one ``Command finished: SELECT INBOX`` line
@@ -835,6 +837,165 @@ class NetEaseFront:
                     sock.close()
 
 
+# --------------------------------------------------------------------------- slow and silent peers
+
+
+class _Loopback:
+    """A loopback listener with an accept thread; ``close()`` ends every connection at once."""
+
+    host = LOOPBACK
+
+    def __init__(self, port: int | None = None):
+        self._listener = socket.create_server((self.host, port or 0))
+        self.port = self._listener.getsockname()[1]
+        self.accepted = 0
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name=type(self).__name__, daemon=True)
+        self._thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _addr = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.accepted += 1
+                self._open.add(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _forget(self, *socks: socket.socket) -> None:
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        with self._lock:
+            for sock in socks:
+                if sock in self._open:
+                    self._open.discard(sock)
+                    sock.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (Linux)
+        except OSError:
+            pass
+        self._listener.close()
+        with self._lock:
+            socks = list(self._open)
+        self._forget(*socks)
+        self._thread.join(timeout=5)
+
+
+class Tarpit(_Loopback):
+    """A server that accepts TCP connections and then says nothing, ever, reading nothing: an
+    SMTP (or IMAP) server hung after accept. A client with only a per-read timeout waits for
+    its banner until that timeout, and again on every retry. ``accepted`` counts connections."""
+
+    def _serve(self, client: socket.socket) -> None:
+        self._closed.wait()
+
+
+class Dripper(_Loopback):
+    """A server that answers each connection with ``payload`` one byte every ``interval``
+    seconds, then holds it open in silence: an SMTP banner dripped, so that every read returns
+    within any per-read timeout and the whole greeting takes len(payload) x interval."""
+
+    def __init__(self, payload: bytes = b"220 slow.test ESMTP ready\r\n", interval: float = 1.0,
+                 port: int | None = None):
+        self.payload, self.interval = payload, interval
+        self.sent = 0  # bytes dripped so far, all connections together
+        super().__init__(port)
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            for byte in self.payload:
+                client.sendall(bytes([byte]))
+                self.sent += 1
+                if self._closed.wait(self.interval):
+                    return
+        except OSError:
+            return
+        self._closed.wait()
+
+
+class DripProxy(_Loopback):
+    """A TCP proxy in front of a server (Dovecot) that passes the client's bytes on as they come
+    and drips the server's back one byte every ``interval`` seconds: from the first byte
+    (``trigger=None``), or once the client has sent something matching ``trigger`` (e.g.
+    ``rb"BODY\\.PEEK\\[\\]"``: a message body delivered a byte at a time, after a normal login).
+    Set ``dripping = False`` and new connections pass at full speed. ``dripped`` counts the
+    connections that dripped."""
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, interval: float = 1.0,
+                 trigger: bytes | None = None, port: int | None = None):
+        self.upstream = (upstream_host, upstream_port)
+        self.interval = interval
+        self.trigger = re.compile(trigger) if trigger else None
+        self.dripping = True
+        self.dripped = 0
+        super().__init__(port)
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            server = socket.create_connection(self.upstream, timeout=10)
+        except OSError:
+            self._forget(client)
+            return
+        server.settimeout(None)
+        with self._lock:
+            self._open.add(server)
+        drip = threading.Event()
+        if self.dripping and self.trigger is None:
+            drip.set()
+            self.dripped += 1
+        threading.Thread(target=self._down, args=(server, client, drip), daemon=True).start()
+        self._up(client, server, drip)
+
+    def _up(self, client: socket.socket, server: socket.socket, drip: threading.Event) -> None:
+        seen = b""
+        try:
+            while chunk := client.recv(65536):
+                if self.dripping and self.trigger is not None and not drip.is_set():
+                    seen = (seen + chunk)[-4096:]
+                    if self.trigger.search(seen):
+                        drip.set()
+                        self.dripped += 1
+                server.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            self._forget(client, server)
+
+    def _down(self, server: socket.socket, client: socket.socket, drip: threading.Event) -> None:
+        try:
+            while chunk := server.recv(65536):
+                if not drip.is_set():
+                    client.sendall(chunk)
+                    continue
+                for byte in chunk:
+                    client.sendall(bytes([byte]))
+                    if self._closed.wait(self.interval):
+                        return
+        except OSError:
+            pass
+        finally:
+            self._forget(client, server)
+
+
 # --------------------------------------------------------------------------- SMTP
 
 
@@ -880,6 +1041,8 @@ class _Handler:
             return "421 closing"
         if reply := self.capture._fault_reply("data") or self.capture._burst_reply():
             return reply
+        if self.capture.before_accept is not None:  # e.g. fill the client's disk before it hears "250"
+            self.capture.before_accept(envelope)
         self.capture._record(session, envelope)
         return "250 OK: queued"
 
@@ -932,6 +1095,7 @@ class SmtpCapture:
         self._burst: tuple[int, float, str] | None = None  # (messages, seconds, reply)
         self._accepted_at: list[float] = []
         self.spam_refused = 0  # DATA commands refused by the burst mode
+        self.before_accept = None  # called with the envelope just before a message is accepted
         self._controller: _Controller | None = None
         self.up()
 

@@ -72,9 +72,10 @@ def test_idle_never_misses_a_mail_that_arrives_between_commands(mailbox_account,
         proc.wait(timeout=30)
 
 
-def test_a_tick_during_a_failed_poll_backoff_delivers_but_does_not_poll_early(setup):
-    """IMAP is down and the loop waits out its backoff; a tick queues mail meanwhile: the mail
-    goes out (SMTP works), and the loop does not cut the backoff short to poll again."""
+def test_the_sender_delivers_while_the_poll_loop_backs_off(setup):
+    """IMAP is down and the loop waits out its backoff; mail queued meanwhile goes out (SMTP
+    works: the sender thread is not the polling thread), and the loop does not cut its
+    backoff short to poll again."""
     import threading
 
     from mailbot.daemon import Daemon
@@ -85,11 +86,21 @@ def test_a_tick_during_a_failed_poll_backoff_delivers_but_does_not_poll_early(se
     with store.writing(setup.engine) as s:
         for out in s.exec(select(Outgoing)).scalars():
             out.next_attempt_at = out.created_at
-    loop = Daemon(setup.config, setup.engine).loops[0]
-    started = time.monotonic()
-    waiter = threading.Thread(target=loop._back_off, args=(2.0,))
-    waiter.start()
-    loop.nudge(b"t")
-    assert factory.wait_until(lambda: len(setup.smtp.messages) == 1, timeout=5)
-    waiter.join()
-    assert time.monotonic() - started >= 2.0
+    daemon = Daemon(setup.config, setup.engine)
+    loop = daemon.loops[0]
+    loop.holding = True
+    sender = threading.Thread(target=loop.sender.run)
+    sender.start()
+    try:
+        started = time.monotonic()
+        waiter = threading.Thread(target=loop._back_off, args=(2.0,))
+        waiter.start()
+        loop.sender.nudge()
+        assert factory.wait_until(lambda: len(setup.smtp.messages) == 1, timeout=5)
+        waiter.join()
+        assert time.monotonic() - started >= 2.0
+    finally:
+        daemon.stopping.set()
+        loop.sender.nudge()
+        sender.join(timeout=10)
+    assert not sender.is_alive()

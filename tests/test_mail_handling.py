@@ -10,9 +10,9 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from mailbot import intake, message, store
+from mailbot import intake, message, runner, store
 from mailbot.mailbox import Mailbox
-from mailbot.models import Message, Outgoing, Submission
+from mailbot.models import Message, Outgoing, Submission, utcnow
 from tests import factory
 from tests.data import expect_mails
 
@@ -276,13 +276,38 @@ def test_smtp_refusals_are_retried_or_failed_as_the_code_says(setup):
     setup.poll()
     [out] = setup.rows(Outgoing)
     assert out.status == "pending" and out.attempts == 1 and "451" in out.last_error
-    setup.smtp.refuse_permanently(554, "DT:SPM 163 spam", stage="data")
+    setup.smtp.refuse_permanently(550, "5.1.1 Mailbox unavailable", stage="data")
     with store.writing(setup.engine) as s:
         s.get(Outgoing, out.id).next_attempt_at = out.created_at
     setup.poll()
     [out] = setup.rows(Outgoing)
-    assert out.status == "failed" and "DT:SPM" in out.last_error
+    assert out.status == "failed" and "5.1.1" in out.last_error
     assert setup.smtp.messages == []
+
+
+def test_netease_spam_refusal_is_retried_after_the_whole_outbox_pauses(setup):
+    """NetEase's 554 DT:SPM (a burst of automated mail taken for spam) is no permanent failure
+    (domain.md: throttle, retry with backoff): the refused receipt waits out smtp.spam_pause_seconds,
+    and so does every other mail of the office; afterwards they all go out."""
+    from mailbot import outbox
+    for sender in ("scjgj@example.gov.cn", "czj@example.gov.cn", "zhz@qq.com"):
+        setup.account.append(factory.mail(sender=sender), date=factory.ON_TIME)
+    setup.smtp.refuse_bursts(1, seconds=60)  # the second mail within a minute is "spam"
+    setup.poll()
+    first, refused, held = sorted(setup.rows(Outgoing), key=lambda o: o.id)
+    assert len(setup.smtp.messages) == 1 and setup.smtp.spam_refused == 1
+    assert first.status == "sent"
+    assert refused.status == "pending" and refused.attempts == 1 and "DT:SPM" in refused.last_error
+    pause = dt.timedelta(seconds=setup.office.smtp.spam_pause_seconds)
+    resumes = outbox.paused_until(setup.engine, setup.office)
+    assert resumes is not None and abs(resumes - (utcnow() + pause)).total_seconds() < 30
+    assert held.status == "pending" and held.attempts == 0  # given back unattempted, behind the pause
+    assert runner.deliver(setup.engine, setup.office) == 0, "nothing goes out while the outbox pauses"
+    setup.smtp.normal()  # the suspicion lifted meanwhile
+    with time_machine.travel(resumes + dt.timedelta(seconds=1), tick=True):
+        assert runner.deliver(setup.engine, setup.office) == 2
+    assert {o.status for o in setup.rows(Outgoing)} == {"sent"}
+    assert len({m.message["Message-ID"] for m in setup.smtp.messages}) == 3
 
 
 @pytest.mark.config(imap={"sent_folder": "已发送"})

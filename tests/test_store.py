@@ -20,7 +20,7 @@ def test_migrations_build_exactly_the_models(tmp_var):
     assert diff == []
     store.migrate(engine)  # a second run is harmless
     with engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0002_start_line"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0003_send_attempt"
 
 
 def test_a_database_of_the_first_schema_is_migrated_with_its_rows(tmp_var):
