@@ -313,13 +313,13 @@ def play(config: Config, sent: list, console: Console, period: str | None = None
                     story.received.append((when, letter.sender, raw))
                     clock.set(when + dt.timedelta(minutes=1))  # mailbot's next poll
                     box.select()
-                    runner.drain(box, engine, config, office, deciders, clock=clock)
+                    runner.drain(box, engine, office, deciders, clock=clock)
                     for row, sub in _handled(engine, last):
                         teller.outcome(row, sub)
                 else:
                     _ticks(teller, office, when)
                     schedule.tick(engine, office, clock())
-                runner.deliver(engine, office, box, clock=clock)
+                runner.deliver_all_due(engine, office, box, clock=clock)
                 for rcpts, raw in sent[start:]:
                     teller.mail_sent(rcpts, raw)
                     story.sent.append((rcpts, raw))
