@@ -78,7 +78,7 @@ def queue(engine, config: Config, period: str, now: dt.datetime | None = None) -
                "offices": [summary(o, m) for o, m in months]}
     mail = letters.build(office, kind="city", key=f"city:{period}", template="city", to=list(config.city.recipients),
                          context=context, period=period,
-                         attachments=[(filename(period), workbook(months), digest.XLSX)], now=now)
+                         attachments=[(filename(period), workbook(months), letters.XLSX)], now=now)
     with store.writing(engine) as session:
         return store.enqueue(session, mail)
 

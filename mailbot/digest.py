@@ -28,8 +28,6 @@ from .report import GROUPS, NIL, NOT_OWED
 
 log = logging.getLogger("mailbot.digest")
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 STATES = (FILED, LATE, REJECTED, MISSING)
 QUARANTINE_ZH = {"unknown_sender": "发件人邮箱未登记", "auth_failed": "发件人身份验证未通过（疑似冒用）",
                  "error": "系统处理出错",
@@ -278,10 +276,10 @@ class Monthly:
 def build_monthly(engine: Engine, office: OfficeConfig, period: str, now: dt.datetime,
                   force: bool = False) -> Monthly:
     month = load_month(engine, office, period, now)
-    files = [(workbook_name(period), report.workbook(month), XLSX)]
+    files = [(workbook_name(period), report.workbook(month), letters.XLSX)]
     draft = tongbao_draft(office, month, force)
     if draft:
-        files.append((*draft, DOCX))
+        files.append((*draft, letters.DOCX))
     return Monthly(month, files)
 
 

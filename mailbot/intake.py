@@ -210,10 +210,9 @@ def _annotated_name(filename: str) -> str:
 
 
 def _template_attachment(office) -> tuple[str, bytes, str]:
-    from .template import build_template
+    from .template import FILENAME, build_template
 
-    return ("情况清单模板.xlsx", build_template(office.office.name, office.office.address, office.schedule.deadline_day),
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    return FILENAME, build_template(office.office.name, office.office.address, office.schedule.deadline_day), letters.XLSX
 
 
 def _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same, now) -> bool:
@@ -223,7 +222,7 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff, k
     if decision.attach_template or decision.status == "rejected" and decision.kind == "no_checklist":
         attachments.append(_template_attachment(office))
     if decision.annotated:
-        attachments.append((_annotated_name(decision.filename), decision.annotated, annotate.XLSX_MIMETYPE))
+        attachments.append((_annotated_name(decision.filename), decision.annotated, letters.XLSX))
     template = "receipt_accepted" if decision.status == "accepted" else "receipt_rejected"
     context = {
         "department": decision.department, "kind": decision.kind, "subject": mail.subject,
@@ -254,7 +253,7 @@ def _queue_receipt_several(session, office, row, decision: Decision, filed, key:
         errors, warnings = _problems(part)
         annotated = _annotated_name(part.filename) if part.annotated else ""
         if part.annotated:
-            attachments.append((annotated, part.annotated, annotate.XLSX_MIMETYPE))
+            attachments.append((annotated, part.annotated, letters.XLSX))
         parts.append({"filename": part.filename, "sheet_label": part.sheet_label, "period": part.period,
                       "period_source": part.period_source, "status": part.status, "submission": submission,
                       "replaced": replaced, "diff": diff, "errors": errors, "warnings": warnings, "annotated": annotated})

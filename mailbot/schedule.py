@@ -26,16 +26,13 @@ from .config import OfficeConfig
 from .models import Outgoing, Submission, utcnow
 from .obligations import (MISSING, REJECTED, Standing, deadline, deadline_day, notice_at, period_of, reminder_dates,
                           send_at, shift_period, standing, week_window, weekly_key)
-from .template import build_template
+from .template import FILENAME as TEMPLATE_FILE, build_template
 
 log = logging.getLogger("mailbot.schedule")
 
 REMINDER, NOTICE, TONGBAO, DIGEST, WEEKLY = "reminder", "notice", "tongbao", "digest", "weekly"
 UNFILED = (MISSING, REJECTED)
 MAX_PROBLEMS = 5
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-TEMPLATE_NAME = "情况清单模板.xlsx"
 _warned: set[tuple[str, str]] = set()
 
 
@@ -148,14 +145,14 @@ def _department_mail(office: OfficeConfig, item: Due, st: Standing, subs: list, 
     }
     return letters.build(office, kind=item.kind, key=item.key, template=item.kind, to=list(dept.emails),
                          context=context, department_id=dept.id, period=item.period,
-                         attachments=[(TEMPLATE_NAME, blank, XLSX)], now=now)
+                         attachments=[(TEMPLATE_FILE, blank, letters.XLSX)], now=now)
 
 
 def _tongbao_mail(office: OfficeConfig, item: Due, by_dept: dict[str, Standing], now: dt.datetime) -> Outgoing:
     data = tongbao.compose(office, item.period, by_dept, now)
     attachments = []
     if data.entries:
-        attachments.append((f"{tongbao.title(item.period)}（草稿）.docx", tongbao.build(data), DOCX))
+        attachments.append((f"{tongbao.title(item.period)}（草稿）.docx", tongbao.build(data), letters.DOCX))
     context = {
         "period": item.period, "now": now.astimezone(office.office.tz), "data": data,
         "title": tongbao.title(item.period), "deadline": deadline_day(item.period, office.schedule),
