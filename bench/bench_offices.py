@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mailbot import config as config_mod, runner  # noqa: E402
+from mailbot import config as config_mod, store  # noqa: E402
 from tests import factory  # noqa: E402
 from tests.postgres import Postgres  # noqa: E402
 from tests.servers import Dovecot, SmtpCapture  # noqa: E402
@@ -61,7 +61,7 @@ def main() -> None:
     cfg = config_mod.parse({
         "database": {"url": pg.create_database("city")}, "archive": {"dir": str(tmp / "archive")},
         "offices": [office_config(t, accounts[t], smtp, args.departments) for t in tags]})
-    runner.open_store(cfg)
+    store.connect(cfg.database.url)
     path = tmp / "mailbot.json"
     path.write_text(cfg.model_dump_json(exclude_none=True), encoding="utf-8")
 

@@ -252,9 +252,12 @@ def _stop_timed(proc) -> str:
 
 
 def _logged(log: str, *needles: str) -> str:
-    lines = [x for x in log.splitlines() if any(n in x for n in needles)]
-    return (re.sub(r"^\S+ ", "", lines[0])[:170] + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")) \
-        if lines else "nothing logged"
+    """The first line holding the first needle found (then the next needle, ...)."""
+    for needle in needles:
+        lines = [x for x in log.splitlines() if needle in x]
+        if lines:
+            return re.sub(r"^\S+ ", "", lines[0])[:260] + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
+    return "nothing logged"
 
 
 def slow_smtp(w: World, seconds: float = 60):
@@ -403,15 +406,16 @@ def disk_full(w: World):
         filler.unlink(missing_ok=True)
         began = time.monotonic()
         time.sleep(100)
+        at = [t for m, t in zip(w.smtp.messages, w.smtp._accepted_at) if m.message["X-Mailbot"] == "receipt"]
         receipts = [m for m in w.smtp.messages if m.message["X-Mailbot"] == "receipt"]
         log = log_path.read_text()
     finally:
         w.smtp.before_accept = None
         stopped = _stop_timed(proc)
-    again = [round(m.at - receipts[0].at) for m in receipts[1:]] if hasattr(receipts[0], "at") else []
-    return (f"receipt deliveries in the {time.monotonic() - began:.0f} s after: {len(receipts)} "
+    apart = f", {at[1] - at[0]:.0f} s apart" if len(at) > 1 else ""
+    return (f"receipt deliveries in the {time.monotonic() - began:.0f} s after: {len(receipts)}{apart} "
             f"(same Message-ID: {len({m.message['Message-ID'] for m in receipts}) == 1}); {stopped}; logged: "
-            f"{_logged(log, 'disk is full')}; then: {_logged(log, 'marked uncertain', 'sent to=')}" + (str(again) if again else ""))
+            f"{_logged(log, 'disk is full')}; then: {_logged(log, 'marked uncertain', 'kind=receipt sent to=')}")
 
 
 CASES = [nul_message_id, odd_paths, sender_tricks, poll_beside_daemon, shared_address, at_rest,

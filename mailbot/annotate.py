@@ -43,7 +43,6 @@ MAX_MARKS = 500
 # openpyxl holds every cell of a fully loaded workbook in memory (about 50 times the sheet XML): a
 # bigger .xlsx is rebuilt from the table as read, like an .xls, without its formatting.
 FULL_LOAD_MAX_XML = 25 * 2**20
-XLSX_MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 LINE_HEIGHT = 16  # points per line of 11 pt Chinese text
 _LEVEL = {"error": "错误", "warning": "提示"}
 _KIND_ZH = {"xls": "Excel 97-2003（.xls）或WPS表格", "csv": "CSV文本", "docx": "Word", "zip": "压缩包",

@@ -78,25 +78,19 @@ def queue(engine, config: Config, period: str, now: dt.datetime | None = None) -
                "offices": [summary(o, m) for o, m in months]}
     mail = letters.build(office, kind="city", key=f"city:{period}", template="city", to=list(config.city.recipients),
                          context=context, period=period,
-                         attachments=[(filename(period), workbook(months), digest.XLSX)], now=now)
+                         attachments=[(filename(period), workbook(months), letters.XLSX)], now=now)
     with store.writing(engine) as session:
         return store.enqueue(session, mail)
 
 
-def command(engine, config: Config, period: str | None, out_dir: Path, send: bool, out=print) -> int:
-    """`mailbot digest --city`: the city workbook into `out_dir`; with `send`, mail it."""
-    if config.city is None:
-        out("mailbot digest --city: no `city` section in the config")
-        return 2
-    now = utcnow()
-    period = period or period_of(now, config.offices[0].office.tz)
+def write(engine, config: Config, period: str, out_dir: Path, now: dt.datetime | None = None) -> Path:
+    """`mailbot digest --city`: the city workbook written into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / filename(period)
-    path.write_bytes(workbook(load(engine, config, period, now)))
-    out(str(path))
-    if send:
-        from . import runner
+    path.write_bytes(workbook(load(engine, config, period, now or utcnow())))
+    return path
 
-        out("queued" if queue(engine, config, period, now) else f"city:{period} was already queued; not queued again")
-        out(f"sent {runner.deliver(engine, sender(config))} mail(s)")
-    return 0
+
+def default_period(config: Config, now: dt.datetime | None = None) -> str:
+    """The period `digest --city` shows without `--period`: the one in progress."""
+    return period_of(now or utcnow(), config.offices[0].office.tz)

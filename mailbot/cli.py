@@ -68,10 +68,10 @@ def _print_json(data) -> None:
 
 def cmd_run(args) -> int:
     from .daemon import Daemon
-    from .runner import open_store
+    from .store import connect
 
     cfg = _load(args)
-    daemon = Daemon(cfg, open_store(cfg), [_office(args, cfg)] if args.office else None)
+    daemon = Daemon(cfg, connect(cfg.database.url), [_office(args, cfg)] if args.office else None)
     daemon.install_signals()
     daemon.run()
     return 0
@@ -79,14 +79,15 @@ def cmd_run(args) -> int:
 
 def cmd_poll(args) -> int:
     from .daemon import sole
-    from .runner import open_store, poll_once
+    from .runner import poll_once
+    from .store import connect
 
     cfg = _load(args)
     if args.dry_run:
         from .preview import command
 
         return command(cfg, [_office(args, cfg)] if args.office else cfg.offices)
-    engine = open_store(cfg)
+    engine = connect(cfg.database.url)
     offices = [_office(args, cfg)] if args.office else cfg.offices
     with sole(engine, offices) as keeper:
         for office in offices:
@@ -166,12 +167,25 @@ def _status_daemons(args, cfg) -> int:
 
 
 def cmd_tick(args) -> int:
-    from .runner import open_store
-    from .schedule import command
+    """The scheduled work as of `--at`, then delivery; prints what was queued."""
+    from .runner import deliver_all_due
+    from .schedule import tick_at
+    from .store import connect
 
     cfg = _load(args)
-    offices = [_office(args, cfg)] if args.office else cfg.offices
-    return command(open_store(cfg), offices, args.at, dry_run=args.dry_run)
+    engine = connect(cfg.database.url)
+    for office in [_office(args, cfg)] if args.office else cfg.offices:
+        done = tick_at(engine, office, args.at, dry_run=args.dry_run)
+        tz = office.office.tz
+        if not done.queued:
+            print(f"{office.id}: nothing due at {done.now.astimezone(tz).isoformat(timespec='minutes')} ({tz.key})" +
+                  ("" if done.watched else " (the mailbox was never polled: no start line yet, so nothing is sent)"))
+        for q in done.queued:
+            print(f"{'would queue' if args.dry_run else 'queued'} {q.kind} {q.period} {q.department_id or 'office'} "
+                  f"-> {', '.join(q.recipients)}: {q.subject}")
+        if not args.dry_run:
+            print(f"{office.id}: sent {deliver_all_due(engine, office)} mail(s)")
+    return 0
 
 
 def _instant(value: str) -> dt.datetime:
@@ -183,15 +197,46 @@ def _instant(value: str) -> dt.datetime:
 
 
 def cmd_digest(args) -> int:
-    from .digest import command
+    """The workbook (and the 通报 draft) written and their paths printed; with --send, the
+    digest mail queued and the outbox delivered."""
+    from .digest import make
+    from .runner import deliver_all_due
 
     cfg = _load(args)
     if args.city:
-        from .city import command as city_command
-        return city_command(_existing_store(cfg), cfg, args.period, Path(args.out), args.send)
+        return _city_digest(args, cfg)
     office = _office(args, cfg)
-    return command(_existing_store(cfg), office, args.period, Path(args.out), args.send, force=args.force,
-                   err=lambda line: print(line, file=sys.stderr))
+    engine = _existing_store(cfg)
+    if args.send and not office.recipients.digest:
+        print("mailbot digest: recipients.digest is not configured; nothing sent")
+        return 1
+    made = make(engine, office, args.period, Path(args.out), send=args.send, force=args.force)
+    if made.still_open:
+        print(made.still_open, file=sys.stderr)
+    for path in made.paths:
+        print(path)
+    if args.send:
+        print(f"queued {made.key} -> {', '.join(office.recipients.digest)}" if made.queued
+              else f"{made.key} was already queued; not queued again")
+        print(f"sent {deliver_all_due(engine, office)} mail(s)")
+    return 0
+
+
+def _city_digest(args, cfg: config_mod.Config) -> int:
+    """`digest --city`: the city workbook; with --send, mailed to the city's recipients."""
+    from . import city
+    from .runner import deliver_all_due
+
+    engine = _existing_store(cfg)
+    if cfg.city is None:
+        print("mailbot digest --city: no `city` section in the config")
+        return 2
+    period = args.period or city.default_period(cfg)
+    print(city.write(engine, cfg, period, Path(args.out)))
+    if args.send:
+        print("queued" if city.queue(engine, cfg, period) else f"city:{period} was already queued; not queued again")
+        print(f"sent {deliver_all_due(engine, city.sender(cfg))} mail(s)")
+    return 0
 
 
 def cmd_export(args) -> int:
@@ -256,10 +301,10 @@ def cmd_config_check(args) -> int:
 
 def cmd_import(args) -> int:
     from .replay import import_dir
-    from .runner import open_store
+    from .store import connect
 
     cfg = _load(args)
-    counts = import_dir(open_store(cfg), cfg, _office(args, cfg), Path(args.dir), receipts=args.send_receipts)
+    counts = import_dir(connect(cfg.database.url), cfg, _office(args, cfg), Path(args.dir), receipts=args.send_receipts)
     print(", ".join(f"{status}: {n}" for status, n in sorted(counts.items())) or "no .eml files found")
     return 0
 
@@ -267,11 +312,12 @@ def cmd_import(args) -> int:
 def cmd_replay(args) -> int:
     from .codes import mask_ids
     from .replay import replay
-    from .runner import deliver, open_store
+    from .runner import deliver_all_due
+    from .store import connect
 
     cfg = _load(args)
     office = _office(args, cfg)
-    engine = open_store(cfg)
+    engine = connect(cfg.database.url)
     original, decision, committed = replay(engine, cfg, office, args.message_id, dry_run=args.dry_run, force=args.force)
     _print_json({
         "message_id": original.message_id, "stored": {"status": original.status, "reason": original.reason},
@@ -280,7 +326,7 @@ def cmd_replay(args) -> int:
         "committed": committed is not None,
     })
     if committed is not None:
-        deliver(engine, office)
+        deliver_all_due(engine, office)
     return 0
 
 
@@ -288,7 +334,7 @@ def cmd_resend(args) -> int:
     """Without numbers, the mails that may be sent again by hand; with them, send those again."""
     from . import outbox
     from .digest import MAIL_KIND_ZH
-    from .runner import deliver
+    from .runner import deliver_all_due
 
     cfg = _load(args)
     office = _office(args, cfg)
@@ -305,7 +351,7 @@ def cmd_resend(args) -> int:
         print("确认对方未收到后，执行 mailbot resend 编号（可写多个）重新发送。")
         return 0
     mails = outbox.resend(engine, office, args.ids)
-    sent = deliver(engine, office)
+    sent = deliver_all_due(engine, office)
     print(f"已重新排队 {len(mails)} 封，本次发出 {sent} 封（未发出的稍后自动重试）。")
     return 0
 

@@ -180,7 +180,7 @@ class OfficeLoop:
         store.check_file(self.engine)  # a connection opened on a deleted path would find no tables
         box = self._session()
         box.select()
-        result = runner.drain(box, self.engine, self.config, self.office, self.daemon.deciders,
+        result = runner.drain(box, self.engine, self.office, self.daemon.deciders,
                               stop=self._must_stop, committed=self.sender.nudge)
         if result.handled:
             log.info("office=%s handled %d message(s)", self.office.id, result.handled)
@@ -306,7 +306,7 @@ class Sender:
             pause = SENDER_IDLE_SECONDS
             if loop.holding and loop.daemon.lost is None:
                 try:
-                    runner.deliver(loop.engine, loop.office, stop=stopping.is_set)
+                    runner.deliver_all_due(loop.engine, loop.office, stop=stopping.is_set)
                     self.failures = 0
                     pause = outbox.wait_seconds(loop.engine, loop.office, SENDER_IDLE_SECONDS)
                 except store.DatabaseLost as exc:

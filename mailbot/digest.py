@@ -28,8 +28,6 @@ from .report import GROUPS, NIL, NOT_OWED
 
 log = logging.getLogger("mailbot.digest")
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 STATES = (FILED, LATE, REJECTED, MISSING)
 QUARANTINE_ZH = {"unknown_sender": "发件人邮箱未登记", "auth_failed": "发件人身份验证未通过（疑似冒用）",
                  "error": "系统处理出错",
@@ -278,10 +276,10 @@ class Monthly:
 def build_monthly(engine: Engine, office: OfficeConfig, period: str, now: dt.datetime,
                   force: bool = False) -> Monthly:
     month = load_month(engine, office, period, now)
-    files = [(workbook_name(period), report.workbook(month), XLSX)]
+    files = [(workbook_name(period), report.workbook(month), letters.XLSX)]
     draft = tongbao_draft(office, month, force)
     if draft:
-        files.append((*draft, DOCX))
+        files.append((*draft, letters.DOCX))
     return Monthly(month, files)
 
 
@@ -383,34 +381,38 @@ def write_files(built: Monthly, out_dir: Path) -> list[Path]:
     return paths
 
 
-def command(engine: Engine, office: OfficeConfig, period: str | None, out_dir: Path, send: bool,
-            now: dt.datetime | None = None, out=print, force: bool = False, err=None) -> int:
-    """Write the workbook (and the 通报 draft) into `out_dir` and print their paths; with `send`,
-    queue the digest mail and deliver the outbox. Without `period`: the last period whose deadline
-    has passed. A period still open gets its workbook but no 通报 draft unless `force`."""
+@dataclass
+class Made:
+    """What `mailbot digest` made: the period, the files written, what to say about a period
+    still open (no 通报 draft), and with `send` the digest mail's key and whether it was queued
+    now (False: already queued before)."""
+
+    period: str
+    paths: list[Path]
+    still_open: str = ""
+    key: str = ""
+    queued: bool = False
+
+
+def make(engine: Engine, office: OfficeConfig, period: str | None, out_dir: Path, *, send: bool = False,
+         now: dt.datetime | None = None, force: bool = False) -> Made:
+    """Write the workbook (and the 通报 draft) into `out_dir`; with `send`, queue the digest mail.
+    Without `period`: the last period whose deadline has passed. A period still open gets its
+    workbook but no 通报 draft unless `force`."""
     now = now or utcnow()
     sched, tz = office.schedule, office.office.tz
     period = period or last_closed_period(now, sched, tz)
-    if send and not office.recipients.digest:
-        out("mailbot digest: recipients.digest is not configured; nothing sent")
-        return 1
+    still_open = ""
     if is_open(period, now, sched, tz) and not force:
-        (err or out)(f"{tongbao.period_zh(period)}的报送截止日（{_ymd(deadline_day(period, sched))}）尚未过去，"
-                     "各单位仍可按时报送，本次只生成截至目前的汇总表，不生成通报草稿；"
-                     "确需生成通报草稿的，请加 --force。")
+        still_open = (f"{tongbao.period_zh(period)}的报送截止日（{_ymd(deadline_day(period, sched))}）尚未过去，"
+                      "各单位仍可按时报送，本次只生成截至目前的汇总表，不生成通报草稿；"
+                      "确需生成通报草稿的，请加 --force。")
     built = build_monthly(engine, office, period, now, force)
-    for path in write_files(built, out_dir):
-        out(str(path))
+    made = Made(period, write_files(built, out_dir), still_open)
     if send:
-        from . import runner
-
-        key, _interim = monthly_key(period, now, sched, tz)
-        if queue_monthly(engine, office, period, now, built):
-            out(f"queued {key} -> {', '.join(office.recipients.digest)}")
-        else:
-            out(f"{key} was already queued; not queued again")
-        out(f"sent {runner.deliver(engine, office)} mail(s)")
-    return 0
+        made.key, _interim = monthly_key(period, now, sched, tz)
+        made.queued = queue_monthly(engine, office, period, now, built)
+    return made
 
 
 def _ymd(day: dt.date) -> str:

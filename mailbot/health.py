@@ -87,7 +87,7 @@ def database_lost(office: OfficeConfig, exc: BaseException, now: dt.datetime | N
         return False
     now = now or utcnow()
     mail = letters.build(office, kind="alert", key=f"alert:lost:{now.isoformat()}", template="alert_lost",
-                         to=list(office.recipients.digest), context={"error": str(exc), "now_local": now.astimezone(
+                         to=list(office.recipients.digest), context={"error": getattr(exc, "what", str(exc)), "now_local": now.astimezone(
                              office.office.tz)}, now=now)
     if _send_directly(office, mail, "that the database is lost"):
         log.error("office=%s told that the database is lost (%s)", office.id, ", ".join(mail.recipients))

@@ -1,22 +1,22 @@
 """One decided message into the store: the message, its submission and rows, and the receipt.
 
 `commit` writes the decision (mailbot.decision) in ONE transaction, so a crash at any point
-leaves either nothing (the mail is handled again) or everything (it is only moved).
+leaves either nothing (the mail is handled again) or everything (it is only moved). The raw
+mail is archived before (by the worker that decided it, mailbot.workers), and whether its
+location is known already is asked once, by the caller, before it is fetched or decided.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import traceback
-from pathlib import Path
-
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
-from . import annotate, archive, faults, guard, letters, message, rules, store
+from . import annotate, faults, guard, letters, message, rules, store
 from .codes import mask_ids
 from .config import OfficeConfig
-from .decision import Decision, decide  # noqa: F401  (decide: intake.decide, as callers know it)
+from .decision import Decision
 from .models import Message, Outgoing, Row, Submission, utcnow
 from .obligations import deadline
 
@@ -62,16 +62,14 @@ def changes(old: list[Row], new: list[Row]) -> dict[str, int]:
 
 def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: Decision, *,
            receipts: bool = True, replay_of: int | None = None, now: dt.datetime | None = None) -> Message:
-    """Write the decision in one transaction. `receipts=False` records without answering (an
-    imported back catalogue); `replay_of` re-decides an archived message on purpose; `now`
-    (default the clock) is when the receipt is written."""
+    """Write the decision about a mail not recorded yet at its location (the unique key refuses
+    a second row) in one transaction. `receipts=False` records without answering (an imported
+    back catalogue); `replay_of` re-decides an archived message on purpose; `now` (default the
+    clock) is when the receipt is written."""
     now = now or utcnow()
     mail = decision.mail
     imap = office.imap
     with store.writing(engine) as session:
-        existing = store.message_at(session, office.id, fetched.folder, fetched.uidvalidity, fetched.uid)
-        if existing is not None:
-            return existing
         destination = {"quarantined": imap.quarantine_folder, "left": fetched.folder}.get(
             decision.status, imap.processed_folder)
         row = Message(
@@ -184,13 +182,11 @@ def replies_today(session, office: OfficeConfig, sender: str, now: dt.datetime) 
 
 
 def leave(engine: Engine, office: OfficeConfig, folder: str, uidvalidity: int, left) -> None:
-    """Record mail that is not ours, judged from its header: (mailbox.Glance, claim.Verdict)
-    pairs. It stays where it is, untouched; the row only says it was read."""
+    """Record mail that is not ours (and not recorded yet), judged from its header:
+    (mailbox.Glance, claim.Verdict) pairs. It stays where it is, untouched; the row only says it
+    was read."""
     with store.writing(engine) as session:
-        known = store.messages_at(session, office.id, folder, uidvalidity, [g.uid for g, _v in left])
         for glance, verdict in left:
-            if glance.uid in known:
-                continue
             mail = message.parse(glance.header)
             session.add(Message(
                 office=office.id, folder=folder, uidvalidity=uidvalidity, uid=glance.uid,
@@ -214,10 +210,9 @@ def _annotated_name(filename: str) -> str:
 
 
 def _template_attachment(office) -> tuple[str, bytes, str]:
-    from .template import build_template
+    from .template import FILENAME, build_template
 
-    return ("情况清单模板.xlsx", build_template(office.office.name, office.office.address, office.schedule.deadline_day),
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    return FILENAME, build_template(office.office.name, office.office.address, office.schedule.deadline_day), letters.XLSX
 
 
 def _queue_receipt(session, office, row, decision, submission, replaced, diff, key, same, now) -> bool:
@@ -227,7 +222,7 @@ def _queue_receipt(session, office, row, decision, submission, replaced, diff, k
     if decision.attach_template or decision.status == "rejected" and decision.kind == "no_checklist":
         attachments.append(_template_attachment(office))
     if decision.annotated:
-        attachments.append((_annotated_name(decision.filename), decision.annotated, annotate.XLSX_MIMETYPE))
+        attachments.append((_annotated_name(decision.filename), decision.annotated, letters.XLSX))
     template = "receipt_accepted" if decision.status == "accepted" else "receipt_rejected"
     context = {
         "department": decision.department, "kind": decision.kind, "subject": mail.subject,
@@ -258,7 +253,7 @@ def _queue_receipt_several(session, office, row, decision: Decision, filed, key:
         errors, warnings = _problems(part)
         annotated = _annotated_name(part.filename) if part.annotated else ""
         if part.annotated:
-            attachments.append((annotated, part.annotated, annotate.XLSX_MIMETYPE))
+            attachments.append((annotated, part.annotated, letters.XLSX))
         parts.append({"filename": part.filename, "sheet_label": part.sheet_label, "period": part.period,
                       "period_source": part.period_source, "status": part.status, "submission": submission,
                       "replaced": replaced, "diff": diff, "errors": errors, "warnings": warnings, "annotated": annotated})
@@ -279,24 +274,8 @@ def _queue_receipt_several(session, office, row, decision: Decision, filed, key:
     store.enqueue(session, out)
 
 
-def handle(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, decision: Decision | None = None,
-           sha: str | None = None, now: dt.datetime | None = None) -> Message:
-    """Archive and decide (unless a worker already did both) and commit one fetched message."""
-    if not sha:
-        with guard.step("archive"):
-            sha = archive.put(archive_dir, fetched.raw)
-    with store.reading(engine) as session:
-        existing = store.message_at(session, office.id, fetched.folder, fetched.uidvalidity, fetched.uid)
-    if existing is not None:
-        return existing
-    faults.crash_point("after_fetch")
-    decision = decision or decide(office, fetched.raw, fetched.arrived, fetched.truncated,
-                                  claim="all" if fetched.again else None)
-    return commit(engine, office, fetched, sha, decision, now=now)
-
-
-def quarantine(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched, sha: str | None,
-               decision: Decision | None, failure: guard.StepFailed, now: dt.datetime) -> Message:
+def quarantine(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: Decision | None,
+               failure: guard.StepFailed) -> Message:
     """The guard's answer to an unexpected error while handling one message: its transaction
     rolled back, a `quarantined` row naming the step is committed on its own, cleaned of whatever
     a text column refuses; failing that, one without anything taken from the mail. The mail goes
@@ -304,12 +283,6 @@ def quarantine(engine: Engine, office: OfficeConfig, archive_dir: Path, fetched,
     cause = failure.cause
     detail = message.storable("".join(traceback.format_exception(cause))[-4000:])
     left = decision is not None and decision.status == "left"
-    if not sha:
-        try:
-            sha = archive.put(archive_dir, fetched.raw)
-        except Exception as exc:  # the raw mail stays in the mailbox all the same
-            log.error("uid=%s could not be archived either (%s)", fetched.uid, exc)
-            sha = archive.digest(fetched.raw)
     try:
         mail = decision.mail if decision is not None and decision.mail is not None else message.parse(fetched.raw)
     except Exception:  # the parse may be what failed

@@ -20,6 +20,10 @@ from .config import OfficeConfig
 from .models import Outgoing, utcnow
 
 TEMPLATES = Path(__file__).parent / "templates"
+# the mimetypes of the files mailbot attaches: workbooks (receipts' marked-up copy, the template,
+# digests) and the 通报 draft
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 _CRLF = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # every character str.splitlines() breaks at, too
 
 

@@ -262,8 +262,9 @@ def _refused(engine: Engine, office: OfficeConfig, mail: Outgoing, codes: list[i
     return False
 
 
-def deliver(engine: Engine, office: OfficeConfig, *, sent_copy=None, clock=utcnow, stop=None) -> int:
-    """Send what is due, within the rate limit; returns how many were sent.
+def deliver_batch(engine: Engine, office: OfficeConfig, *, sent_copy=None, clock=utcnow, stop=None) -> int:
+    """Send one batch of what is due (at most CLAIM_BATCH mails, within the rate limit) over one
+    connection; returns how many were sent (runner.deliver_all_due repeats it until none is due).
 
     `sent_copy(raw)` (optional) appends each sent mail to the Sent folder, once the batch is
     sent. `clock` stamps sent_at (the demo's own month); leases and retries keep to real time.

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from . import archive, intake, store
 from .config import Config, OfficeConfig
+from .decision import Decision, decide
 from .errors import MailbotError, Unusable
 from .mailbox import Fetched
 from .models import Message
@@ -52,10 +53,13 @@ def import_dir(engine: Engine, config: Config, office: OfficeConfig, directory: 
         for path in files:
             raw = archive.read(path, limit)
             sha = archive.put(config.archive.dir, raw)
-            mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
-            item = Fetched(IMPORT_FOLDER, 0, int(sha[:12], 16), raw, _arrival(raw, mtime))
-            decision = intake.decide(office, raw, item.arrived)
-            row = intake.commit(engine, office, item, sha, decision, receipts=receipts)
+            uid = int(sha[:12], 16)  # a file is known by its content: imported again, it is not decided again
+            with store.reading(engine) as session:
+                row = store.message_at(session, office.id, IMPORT_FOLDER, 0, uid)
+            if row is None:
+                mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+                item = Fetched(IMPORT_FOLDER, 0, uid, raw, _arrival(raw, mtime))
+                row = intake.commit(engine, office, item, sha, decide(office, raw, item.arrived), receipts=receipts)
             counts[row.status] = counts.get(row.status, 0) + 1
             bar.advance(task)
     return counts
@@ -73,15 +77,19 @@ def find(engine: Engine, office: OfficeConfig, message_id: str) -> Message:
 
 
 def replay(engine: Engine, config: Config, office: OfficeConfig, message_id: str, *,
-           dry_run: bool = True, force: bool = False) -> tuple[Message, intake.Decision, Message | None]:
+           dry_run: bool = True, force: bool = False) -> tuple[Message, Decision, Message | None]:
     """Decide an archived message again with today's rules. Without `dry_run` the outcome is
     committed (and answered) — only for a quarantined message unless `force`."""
     original = find(engine, office, message_id)
     raw = archive.get(config.archive.dir, original.sha256, office.limits.max_message_bytes)
-    decision = intake.decide(office, raw, original.received_at)
+    decision = decide(office, raw, original.received_at)
     if dry_run:
         return original, decision, None
     if original.status != "quarantined" and not force:
         raise MailbotError(f"<{original.message_id}> was {original.status}, not quarantined: use --force to replay it")
+    with store.reading(engine) as session:  # replayed before: that outcome stands
+        done = store.message_at(session, office.id, REPLAY_FOLDER, 0, original.id)
+    if done is not None:
+        return original, decision, done
     item = Fetched(REPLAY_FOLDER, 0, original.id, raw, original.received_at)
     return original, decision, intake.commit(engine, office, item, original.sha256, decision, replay_of=original.id)

@@ -79,7 +79,7 @@ def _finish_moves(box: Mailbox, engine: Engine, office: OfficeConfig, result: Po
     result.moved += len(moved)
 
 
-def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, deciders: Deciders,
+def drain(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Deciders,
           stop=lambda: False, clock: Callable[[], dt.datetime] = utcnow, committed=lambda: None) -> PollResult:
     """Handle the mail that arrived after the start line and above the high-water mark, batch
     by batch in UID order (while one batch is committed and moved, the workers already decide
@@ -91,19 +91,19 @@ def drain(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, de
     line = watch.begin(engine, office, box.uidvalidity, clock())
     uidnext = box.uidnext
     uids = watch.unread(box, line)
-    if _batches(box, engine, config, office, deciders, uids, result, stop, clock, committed, line):
+    if _batches(box, engine, office, deciders, uids, result, stop, clock, committed, line):
         watch.advance(engine, line, max([line.high_water, *uids, (uidnext or 1) - 1]), scanned=True)
         if not stop() and box.count(office.imap.reprocess_folder):
             box.select(office.imap.reprocess_folder)
             try:
                 _finish_moves(box, engine, office, result, clock)
-                _batches(box, engine, config, office, deciders, box.pending(), result, stop, clock, committed)
+                _batches(box, engine, office, deciders, box.pending(), result, stop, clock, committed)
             finally:
                 box.select()
     return result
 
 
-def _batches(box, engine, config, office, deciders, uids, result, stop, clock, committed, line=None) -> bool:
+def _batches(box, engine, office, deciders, uids, result, stop, clock, committed, line=None) -> bool:
     """True when every UID was handled (not stopped half-way)."""
     size = office.imap.batch_size
     ahead = None  # the batch the workers are deciding: (uids, fetched, results)
@@ -113,7 +113,7 @@ def _batches(box, engine, config, office, deciders, uids, result, stop, clock, c
         following = (batch, _fetch(box, engine, office, deciders, batch, result, line)) if batch else None
         if ahead is not None:
             done, work = ahead
-            if work is not None and not _commit(box, engine, config, office, *work, result, stop, clock):
+            if work is not None and not _commit(box, engine, office, *work, result, stop, clock):
                 return False
             if line is not None:
                 watch.advance(engine, line, max(done))
@@ -126,7 +126,8 @@ def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Decider
            line=None):
     """Glance at the batch (header and structure): history and mail that is not ours are left
     where they are (recorded, so they are not read again); the rest is fetched whole and
-    handed to the workers."""
+    handed to the workers. The one place that asks whether a UID is recorded already (a
+    message left here, or whose move failed): nothing after it asks again."""
     again = line is None  # the reprocess folder: the clerk says these are ours
     with store.reading(engine) as session:
         known = store.messages_at(session, office.id, box.selected, box.uidvalidity, batch)
@@ -149,8 +150,7 @@ def _fetch(box: Mailbox, engine: Engine, office: OfficeConfig, deciders: Decider
     return fetched, deciders.start(office, fetched)
 
 
-def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, fetched, results, result, stop,
-            clock) -> bool:
+def _commit(box: Mailbox, engine: Engine, office: OfficeConfig, fetched, results, result, stop, clock) -> bool:
     decided = results(stop)
     if decided is None:  # stopping while the workers decide: nothing of the batch is committed
         return False
@@ -161,7 +161,7 @@ def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, 
             complete = False
             break
         faults.crash_point("after_fetch")
-        row = _handle(engine, config, office, item, decision, sha, clock)
+        row = _handle(engine, office, item, decision, sha, clock)
         log.info("message=<%s> uid=%s from=%s status=%s reason=%s", row.message_id, item.uid, row.sender,
                  row.status, row.reason or "-")
         result.handled += 1
@@ -172,16 +172,16 @@ def _commit(box: Mailbox, engine: Engine, config: Config, office: OfficeConfig, 
     return complete
 
 
-def _handle(engine: Engine, config: Config, office: OfficeConfig, item: Fetched, decision, sha, clock) -> Message:
-    """intake.handle under the guard: an unexpected error quarantines this message, cleaned of
+def _handle(engine: Engine, office: OfficeConfig, item: Fetched, decision, sha: str, clock) -> Message:
+    """intake.commit under the guard: an unexpected error quarantines this message, cleaned of
     what the database refused; an infrastructure error is raised (the office backs off)."""
     try:
         with guard.step("store"):
-            return intake.handle(engine, office, config.archive.dir, item, decision, sha, now=clock())
+            return intake.commit(engine, office, item, sha, decision, now=clock())
     except guard.StepFailed as failure:
         log.error("message uid=%s: unexpected error in step %s (%s); quarantined", item.uid, failure.step,
                   failure, exc_info=failure.cause)
-        return intake.quarantine(engine, office, config.archive.dir, item, sha, decision, failure, clock())
+        return intake.quarantine(engine, office, item, sha, decision, failure)
 
 
 def poll_once(engine: Engine, config: Config, office: OfficeConfig, fence=None) -> PollResult:
@@ -191,8 +191,8 @@ def poll_once(engine: Engine, config: Config, office: OfficeConfig, fence=None) 
     try:
         with Mailbox(office.imap).open() as box:
             box.fence = fence
-            result = drain(box, engine, config, office, deciders)
-            result.sent += deliver(engine, office, box)
+            result = drain(box, engine, office, deciders)
+            result.sent += deliver_all_due(engine, office, box)
     finally:
         deciders.close()
     return result
@@ -216,15 +216,16 @@ class _SentCopies:
             self.own.close()
 
 
-def deliver(engine: Engine, office: OfficeConfig, box: Mailbox | None = None,
-            clock: Callable[[], dt.datetime] = utcnow, stop=lambda: False) -> int:
-    """Send everything due now (batch after batch); returns how many mails were sent."""
+def deliver_all_due(engine: Engine, office: OfficeConfig, box: Mailbox | None = None,
+                    clock: Callable[[], dt.datetime] = utcnow, stop=lambda: False) -> int:
+    """Send everything due now, batch after batch (outbox.deliver_batch) until none is due or
+    `stop()`; returns how many mails were sent."""
     copies = _SentCopies(office, box) if office.imap.sent_folder else None
     total = 0
     try:
         while not stop():
             store.check_file(engine)
-            sent = outbox.deliver(engine, office, sent_copy=copies, clock=clock, stop=stop)
+            sent = outbox.deliver_batch(engine, office, sent_copy=copies, clock=clock, stop=stop)
             total += sent
             if sent == 0:
                 break
@@ -232,7 +233,3 @@ def deliver(engine: Engine, office: OfficeConfig, box: Mailbox | None = None,
         if copies is not None:
             copies.close()
     return total
-
-
-def open_store(config: Config) -> Engine:
-    return store.connect(config.database.url)

@@ -22,7 +22,7 @@ from imap_tools import MailBox, MailBoxUnencrypted
 from rich.console import Console
 from sqlalchemy import func, select
 
-from . import runner, schedule, store
+from . import letters, runner, schedule, store
 from .config import Config, OfficeConfig
 from .digest import MAIL_KIND_ZH, QUARANTINE_ZH
 from .mailbox import Mailbox
@@ -35,7 +35,6 @@ from .terminal import cells, hanging, paragraphs, wrap
 from .workers import Deciders
 
 OFFICE = "zhxxyt@demo.example"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DEPARTMENTS = [
     {"id": "scjgj", "name": "赞皇县市场监督管理局", "aliases": ["县市场监管局"], "emails": ["scjgj@zanhuang.example", "scj_wang@163.example"]},
     {"id": "czj", "name": "赞皇县财政局", "emails": ["czj@zanhuang.example"]},
@@ -67,7 +66,8 @@ def mail(sender: str, subject: str, when: dt.datetime, attachment: tuple[str, by
     msg["Message-ID"] = f"<demo-{n}@zanhuang.example>"
     msg.set_content("您好，附件为本单位情况清单，请查收。")
     if attachment:
-        msg.add_attachment(attachment[1], maintype="application", subtype=XLSX.split("/")[1], filename=attachment[0])
+        msg.add_attachment(attachment[1], maintype="application", subtype=letters.XLSX.split("/")[1],
+                           filename=attachment[0])
     return msg.as_bytes(policy=SMTP_POLICY)
 
 
@@ -313,13 +313,13 @@ def play(config: Config, sent: list, console: Console, period: str | None = None
                     story.received.append((when, letter.sender, raw))
                     clock.set(when + dt.timedelta(minutes=1))  # mailbot's next poll
                     box.select()
-                    runner.drain(box, engine, config, office, deciders, clock=clock)
+                    runner.drain(box, engine, office, deciders, clock=clock)
                     for row, sub in _handled(engine, last):
                         teller.outcome(row, sub)
                 else:
                     _ticks(teller, office, when)
                     schedule.tick(engine, office, clock())
-                runner.deliver(engine, office, box, clock=clock)
+                runner.deliver_all_due(engine, office, box, clock=clock)
                 for rcpts, raw in sent[start:]:
                     teller.mail_sent(rcpts, raw)
                     story.sent.append((rcpts, raw))

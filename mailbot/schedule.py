@@ -26,16 +26,13 @@ from .config import OfficeConfig
 from .models import Outgoing, Submission, utcnow
 from .obligations import (MISSING, REJECTED, Standing, deadline, deadline_day, notice_at, period_of, reminder_dates,
                           send_at, shift_period, standing, week_window, weekly_key)
-from .template import build_template
+from .template import FILENAME as TEMPLATE_FILE, build_template
 
 log = logging.getLogger("mailbot.schedule")
 
 REMINDER, NOTICE, TONGBAO, DIGEST, WEEKLY = "reminder", "notice", "tongbao", "digest", "weekly"
 UNFILED = (MISSING, REJECTED)
 MAX_PROBLEMS = 5
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-TEMPLATE_NAME = "情况清单模板.xlsx"
 _warned: set[tuple[str, str]] = set()
 
 
@@ -148,14 +145,14 @@ def _department_mail(office: OfficeConfig, item: Due, st: Standing, subs: list, 
     }
     return letters.build(office, kind=item.kind, key=item.key, template=item.kind, to=list(dept.emails),
                          context=context, department_id=dept.id, period=item.period,
-                         attachments=[(TEMPLATE_NAME, blank, XLSX)], now=now)
+                         attachments=[(TEMPLATE_FILE, blank, letters.XLSX)], now=now)
 
 
 def _tongbao_mail(office: OfficeConfig, item: Due, by_dept: dict[str, Standing], now: dt.datetime) -> Outgoing:
     data = tongbao.compose(office, item.period, by_dept, now)
     attachments = []
     if data.entries:
-        attachments.append((f"{tongbao.title(item.period)}（草稿）.docx", tongbao.build(data), DOCX))
+        attachments.append((f"{tongbao.title(item.period)}（草稿）.docx", tongbao.build(data), letters.DOCX))
     context = {
         "period": item.period, "now": now.astimezone(office.office.tz), "data": data,
         "title": tongbao.title(item.period), "deadline": deadline_day(item.period, office.schedule),
@@ -243,31 +240,20 @@ def _queue(engine: Engine, office: OfficeConfig, item: Due, standings, subs, now
     return Queued(item.kind, item.period, item.key, item.department_id, tuple(mail.recipients), mail.subject)
 
 
-def _instant(at: dt.datetime | None, tz) -> dt.datetime:
-    """`--at` as given; a naive time is office time; none means now."""
-    if at is None:
-        return utcnow()
-    return at if at.tzinfo else at.replace(tzinfo=tz)
+@dataclass
+class Ticked:
+    """What `mailbot tick` did for one office: when it ran, what it queued (dry run: would),
+    and whether the mailbox was ever polled (without a start line nothing is sent)."""
+
+    now: dt.datetime
+    queued: list[Queued]
+    watched: bool
 
 
-def command(engine: Engine, offices: list[OfficeConfig], at: dt.datetime | None, *, dry_run: bool = False,
-            out=print) -> int:
-    """`mailbot tick`: the scheduled work as of `at`, then delivery; prints what was queued."""
-    from . import runner
-
-    for office in offices:
-        tz = office.office.tz
-        now = _instant(at, tz)
-        items = tick(engine, office, now, dry_run=dry_run)
-        when = f"{now.astimezone(tz).isoformat(timespec='minutes')} ({tz.key})"
-        if not items:
-            with store.reading(engine) as session:
-                watched = _watching_since(session, office) is not None
-            out(f"{office.id}: nothing due at {when}" + ("" if watched else
-                " (the mailbox was never polled: no start line yet, so nothing is sent)"))
-        for q in items:
-            out(f"{'would queue' if dry_run else 'queued'} {q.kind} {q.period} {q.department_id or 'office'} "
-                f"-> {', '.join(q.recipients)}: {q.subject}")
-        if not dry_run:
-            out(f"{office.id}: sent {runner.deliver(engine, office)} mail(s)")
-    return 0
+def tick_at(engine: Engine, office: OfficeConfig, at: dt.datetime | None, *, dry_run: bool = False) -> Ticked:
+    """`mailbot tick`: the scheduled work as of `at` (a naive time is office time; None is now)."""
+    now = utcnow() if at is None else at if at.tzinfo else at.replace(tzinfo=office.office.tz)
+    queued = tick(engine, office, now, dry_run=dry_run)
+    with store.reading(engine) as session:
+        watched = _watching_since(session, office) is not None
+    return Ticked(now, queued, watched)

@@ -78,7 +78,8 @@ class DatabaseLost(Infrastructure):
 
     def __init__(self, path: str, how: str):
         self.path, self.how = path, how
-        super().__init__(f"数据库文件 {path} {how}，与本进程打开的不是同一个文件：此后写入的记录都会丢失。"
+        self.what = f"数据库文件 {path} {how}"  # what the office's alert says
+        super().__init__(f"{self.what}，与本进程打开的不是同一个文件：此后写入的记录都会丢失。"
                          "mailbot 已停止收件（邮件留在收件箱中，不会丢失）；请查明原因、恢复数据库文件后重启 mailbot。")
 
 

@@ -24,6 +24,7 @@ COLUMNS = (
     "使用的激励或惩戒措施",
 )
 SHEET_NAME = "情况清单"
+FILENAME = "情况清单模板.xlsx"  # the blank template as attached to a mail or offered to save
 INSTRUCTIONS_SHEET_NAME = "填报说明"
 NIL_REPORT = "本月无使用信用记录和信用报告情况"
 DEFAULT_OFFICE_NAME = "县信用办"

@@ -1,7 +1,9 @@
 """Decisions in worker processes: every core reads workbooks, and a parser that crashes (C
 code, memory) or hangs costs one message, which is quarantined, never the daemon.
 
-`workers: 0` decides in the calling process (tests, tiny installations).
+The raw mail is archived here, before anything is committed about it: by the worker that
+decides it, or (the worker died on it) by the daemon. `workers: 0` decides in the calling
+process (tests, tiny installations).
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable
 
-from . import archive, decision as intake, message
+from . import archive, message
 from .config import OfficeConfig
+from .decision import Decision, decide
 
 log = logging.getLogger("mailbot.workers")
 FAILURES = (BrokenProcessPool, FutureTimeout, CancelledError)
@@ -38,7 +41,7 @@ def _start_worker(max_bytes: int, parent: int) -> None:
         os._exit(1)
 
 
-def _lost(office: OfficeConfig, item, exc: BaseException) -> intake.Decision:
+def _lost(office: OfficeConfig, item, exc: BaseException) -> Decision:
     """The worker died or hung on this message: quarantine it, as the one failure place would."""
     reason = "timeout" if isinstance(exc, FutureTimeout) else "worker_died"
     try:
@@ -47,15 +50,15 @@ def _lost(office: OfficeConfig, item, exc: BaseException) -> intake.Decision:
         mail = None
     log.error("message=<%s> uid=%s %s in the worker; quarantined",
               mail.message_id if mail else "?", item.uid, reason)
-    return intake.Decision("quarantined", "error", reason=reason, mail=mail,
+    return Decision("quarantined", "error", reason=reason, mail=mail,
                            detail=f"{reason}: the worker deciding this message {'hung' if reason == 'timeout' else 'died'}")
 
 
-def _archived_decision(archive_dir: Path, office: OfficeConfig, item) -> tuple[str, intake.Decision]:
+def _archived_decision(archive_dir: Path, office: OfficeConfig, item) -> tuple[str, Decision]:
     """The worker's job: keep the raw mail durably (before anything is committed about it),
     then decide; both off the daemon's thread."""
-    return archive.put(archive_dir, item.raw), intake.decide(office, item.raw, item.arrived, item.truncated,
-                                                             claim="all" if item.again else None)
+    return archive.put(archive_dir, item.raw), decide(office, item.raw, item.arrived, item.truncated,
+                                                      claim="all" if item.again else None)
 
 
 class _Stopped(Exception):
@@ -105,11 +108,11 @@ class Deciders:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
 
-    def decide(self, office: OfficeConfig, items: list) -> list[tuple[str | None, intake.Decision]]:
+    def decide(self, office: OfficeConfig, items: list) -> list[tuple[str, Decision]]:
         """(sha256 of the archived raw mail, decision) for `items`, in order."""
         return self.start(office, items)()
 
-    def start(self, office: OfficeConfig, items: list) -> Callable[..., list[tuple[str | None, intake.Decision]] | None]:
+    def start(self, office: OfficeConfig, items: list) -> Callable[..., list[tuple[str, Decision]] | None]:
         """Hand `items` to the workers now; the returned function waits for their results, so
         the caller can commit one batch while the workers decide the next. Given `stop`, it
         gives up waiting (returns None) as soon as stop() says so."""
@@ -120,8 +123,8 @@ class Deciders:
 
     def _collect(self, office: OfficeConfig, items: list, futures: list, stop=None):
         """After a worker failure every unfinished item is decided again alone, so only the
-        message that caused it is quarantined (its sha None: the caller archives it)."""
-        out: list[intake.Decision | None] = []
+        message that caused it is quarantined."""
+        out: list[tuple[str, Decision] | None] = []
         for future in futures:
             try:
                 out.append(_result(future, office.limits.seconds_per_message, stop))
@@ -130,20 +133,20 @@ class Deciders:
                 out.append(None)
             except _Stopped:
                 return None
-        for index, decision in enumerate(out):
-            if decision is None:
+        for index, result in enumerate(out):
+            if result is None:
                 try:
                     out[index] = self._alone(office, items[index], stop)
                 except _Stopped:
                     return None
         return out
 
-    def _alone(self, office: OfficeConfig, item, stop=None) -> tuple[str | None, intake.Decision]:
+    def _alone(self, office: OfficeConfig, item, stop=None) -> tuple[str, Decision]:
         try:
             return _result(self._submit(office, item), office.limits.seconds_per_message, stop)
         except FAILURES as exc:
             self._reset()
-            return None, _lost(office, item, exc)
+            return archive.put(self.archive_dir, item.raw), _lost(office, item, exc)
 
     def kill(self) -> None:
         """Stopping: the workers' pending decisions are thrown away (nothing of them is

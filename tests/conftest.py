@@ -129,7 +129,7 @@ def setup(mailbox_account, smtp_server, tmp_var, monkeypatch, request):
     keys["limits"] = {"workers": 0, **keys.get("limits", {})}  # decide in-process: fast; tests/test_workers.py covers the pool
     data = factory.config_dict(mailbox_account, smtp_server, tmp_var, **keys)
     cfg = config_mod.parse(data)
-    engine = runner.open_store(cfg)
+    engine = store.connect(cfg.database.url)
 
     class Setup:
         account, smtp, var, config, office = mailbox_account, smtp_server, tmp_var, cfg, cfg.office()

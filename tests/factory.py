@@ -10,12 +10,13 @@ from pathlib import Path
 
 import yaml
 
+from mailbot import letters
 from mailbot.scenario import filled_checklist
 
 MAIL_DIR = Path(__file__).parent / "data" / "mail"  # .eml fixtures: every shape of mail seen in practice
 CST = dt.timezone(dt.timedelta(hours=8))
 ON_TIME = dt.datetime(2026, 11, 20, 10, 0, tzinfo=CST)  # an arrival before the November deadline
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSX = letters.XLSX  # what a department's mail says its workbook is
 
 GOOD_ROWS = [
     ("赞皇县某食品有限公司（91350100M000100Y43）", "食品经营许可证核发", dt.date(2026, 11, 3),

@@ -3,7 +3,7 @@ and random sheets that must give rows or problems, never an exception.
 
 Golden files live in tests/data/checklists/ (inputs from make_checklists.py): each input beside
 `<name>.expected.json`, the parse a person checked by hand. The JSON holds a subset of
-`mailbot check --json` (for .eml: of the intake decision); only the keys it names are compared.
+`mailbot check --json` (for .eml: of the decision); only the keys it names are compared.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailbot import checklist, config as config_mod, intake, rules
+from mailbot import checklist, config as config_mod, decision as decision_mod, rules
 from mailbot.cli import main
 from mailbot.config import Limits
 from mailbot.errors import Rejected
@@ -55,8 +55,8 @@ def office():
     return config_mod.parse(factory.config_dict(account, smtp, Path("/nonexistent"))).office()
 
 
-def decision_view(decision: intake.Decision) -> dict:
-    """An intake decision in the shape of `mailbot check --json`, plus where the mail went."""
+def decision_view(decision: decision_mod.Decision) -> dict:
+    """A decision in the shape of `mailbot check --json`, plus where the mail went."""
     parsed, checked = decision.checklist, decision.checked
     out = {"status": decision.status, "kind": decision.kind, "filename": decision.filename,
            "department": decision.department.id if decision.department else None,
@@ -102,12 +102,12 @@ def test_golden_checklist(name):
 @pytest.mark.parametrize("name", [n for n in INPUTS if n.endswith(".eml")])
 def test_golden_mail(name):
     want = expected(name)
-    decision = intake.decide(office(), (DATA / name).read_bytes(), factory.ON_TIME)
+    decision = decision_mod.decide(office(), (DATA / name).read_bytes(), factory.ON_TIME)
     assert view(decision_view(decision), want) == want
 
 
 def test_forwarded_checklist_is_found_inside_the_attached_message():
-    decision = intake.decide(office(), (DATA / "forwarded.eml").read_bytes(), factory.ON_TIME)
+    decision = decision_mod.decide(office(), (DATA / "forwarded.eml").read_bytes(), factory.ON_TIME)
     [attachment] = decision.mail.attachments
     assert attachment.forwarded and attachment.filename == "市场监管局11月清单.xlsx"
     assert decision.checklist.rows[0].cells["code"] == "91350100M000100Y43"
@@ -115,7 +115,7 @@ def test_forwarded_checklist_is_found_inside_the_attached_message():
 
 
 def test_pdf_scan_beside_the_workbook_is_ignored():
-    decision = intake.decide(office(), (DATA / "with_scan.eml").read_bytes(), factory.ON_TIME)
+    decision = decision_mod.decide(office(), (DATA / "with_scan.eml").read_bytes(), factory.ON_TIME)
     assert [a.filename for a in decision.mail.attachments] == ["盖章扫描件.pdf", "情况清单.xlsx"]
     assert decision.status == "accepted" and decision.filename == "情况清单.xlsx"
     assert not any("pdf" in p.message.lower() for p in decision.problems)
@@ -123,7 +123,7 @@ def test_pdf_scan_beside_the_workbook_is_ignored():
 
 def test_scan_photo_or_word_97_instead_of_the_table_are_named_in_the_receipt():
     for name, words in (("doc_only.eml", ["Word 97-2003文档（.doc）"]), ("scan_only.eml", ["PDF文件", "是图片"])):
-        decision = intake.decide(office(), (DATA / name).read_bytes(), factory.ON_TIME)
+        decision = decision_mod.decide(office(), (DATA / name).read_bytes(), factory.ON_TIME)
         assert decision.status == "rejected" and decision.kind == "no_checklist" and decision.attach_template
         assert decision.reason == "not_a_table"
         assert [any(w in p.message for p in decision.problems) for w in words] == [True] * len(words)
@@ -140,7 +140,7 @@ def test_a_picture_in_the_body_is_not_a_file_to_talk_about():
     msg.add_alternative('<p>附件为本单位情况清单。<img src="cid:logo1"></p>', subtype="html")
     msg.get_payload()[1].add_related(b"\x89PNG\r\n\x1a\n" + bytes(32), "image", "png", cid="<logo1>", filename="image001.png",
                                     disposition="inline")  # as Outlook sends a signature logo
-    decision = intake.decide(office(), msg.as_bytes(), factory.ON_TIME)
+    decision = decision_mod.decide(office(), msg.as_bytes(), factory.ON_TIME)
     assert [a.inline for a in decision.mail.attachments] == [True]
     assert [p.code for p in decision.problems] == ["no_checklist"]  # forgot the file: not "your picture is no table"
 
@@ -438,7 +438,7 @@ def test_wrong_template_attaches_the_blank_template():
     with pytest.raises(Rejected) as info:
         checklist.parse(read((DATA / "wrong_template.xlsx").read_bytes(), "通讯录.xlsx", Limits()))
     assert info.value.attach_template is True
-    decision = intake.decide(office(), factory.mail(attachments=(
+    decision = decision_mod.decide(office(), factory.mail(attachments=(
         ("通讯录.xlsx", (DATA / "wrong_template.xlsx").read_bytes(), factory.XLSX),)), factory.ON_TIME)
     assert decision.status == "rejected" and decision.attach_template
 

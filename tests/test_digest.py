@@ -244,7 +244,7 @@ def table_numbers(html: str, table_id: str) -> dict[str, int]:
 def test_monthly_mail_goes_only_to_the_digest_recipients_and_matches_the_database(november):
     assert digest.queue_monthly(november.engine, november.office, PERIOD, NOW)
     assert not digest.queue_monthly(november.engine, november.office, PERIOD, NOW)  # idempotent
-    assert runner.deliver(november.engine, november.office) == 1
+    assert runner.deliver_all_due(november.engine, november.office) == 1
     [mail] = november.smtp.messages
     assert sorted(mail.rcpt_tos) == sorted(DIGEST_TO)
     [queued] = november.rows(Outgoing, Outgoing.kind == "digest")
@@ -289,7 +289,7 @@ def test_weekly_mail_reports_the_week_and_who_is_still_missing(november):
     monday = dt.datetime(2026, 11, 23, 9, 0, tzinfo=CST)
     assert digest.queue_weekly(november.engine, november.office, monday)
     assert not digest.queue_weekly(november.engine, november.office, monday + dt.timedelta(days=2))
-    runner.deliver(november.engine, november.office)
+    runner.deliver_all_due(november.engine, november.office)
     [mail] = november.smtp.messages
     assert sorted(mail.rcpt_tos) == sorted(DIGEST_TO)
     assert mail.message["Subject"] == "情况清单收件周报（2026年11月16日至2026年11月22日）：收到2份，2026年11月尚有3个单位未报送"
@@ -326,6 +326,14 @@ def test_digest_command_writes_files_and_sends_only_when_asked(november, tmp_pat
         assert "already queued" in capsys.readouterr().out
     [mail] = november.smtp.messages
     assert sorted(mail.rcpt_tos) == sorted(DIGEST_TO)
+
+
+@pytest.mark.config(recipients={"digest": []})
+def test_digest_send_without_recipients_writes_and_sends_nothing(setup, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--config", str(setup.config_path), "digest", "--period", PERIOD, "--out", str(out), "--send"]) == 1
+    assert capsys.readouterr().out == "mailbot digest: recipients.digest is not configured; nothing sent\n"
+    assert not out.exists() and setup.rows(Outgoing) == [] and setup.smtp.messages == []
 
 
 def test_export_xlsx_and_csv(november, tmp_path, capsys):
@@ -487,7 +495,7 @@ def test_a_nil_report_is_counted_apart_everywhere(setup, tmp_path, capsys):
     assert "截至2026年11月26日，应报送单位3个，按时报送2个（其中零报告1个）；未按要求报送1个，其中未报送1个。" \
         in paragraphs  # kinds with no department are not read out
     assert digest.queue_monthly(setup.engine, setup.office, PERIOD, now)
-    runner.deliver(setup.engine, setup.office)
+    runner.deliver_all_due(setup.engine, setup.office)
     [mail] = setup.smtp.messages
     assert "已报送的单位中，零报告（当月无使用信用记录和信用报告情况）1个。" in html_of(mail)
 

@@ -30,7 +30,7 @@ def _pg_setup(postgres_server, mailbox_account, smtp_server, tmp_var, monkeypatc
     url = postgres_server.create_database(f"nul_{uuid.uuid4().hex[:8]}")
     data = factory.config_dict(mailbox_account, smtp_server, tmp_var, database={"url": url}, limits={"workers": 0})
     cfg = config_mod.parse(data)
-    return cfg, runner.open_store(cfg)
+    return cfg, store.connect(cfg.database.url)
 
 
 def test_a_nul_in_a_header_or_a_cell_is_stripped_and_the_next_mail_is_handled_on_postgres(
@@ -164,7 +164,7 @@ def test_an_unparseable_from_is_quarantined_not_ignored_as_a_bounce_and_real_bou
     setup.poll()
     monday = dt.datetime(2026, 11, 23, 9, 0, tzinfo=factory.CST)
     assert digest.queue_weekly(setup.engine, setup.office, monday)
-    runner.deliver(setup.engine, setup.office)
+    runner.deliver_all_due(setup.engine, setup.office)
     [weekly] = setup.smtp.wait_for(1)
     html = weekly.message.get_body(preferencelist=("html",)).get_content()
     assert html.count("发件人地址缺失、有多个或格式错误") == 4 and "，a@reg@evil，" in html and "，（无发件人地址），" in html

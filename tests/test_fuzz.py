@@ -2,7 +2,7 @@
 
 Every message must end in a known state: accepted, rejected with problems (and one receipt to
 the sender), ignored, or quarantined for a reason a clerk can act on; in bounded memory and
-time. `intake.decide` turns any unexpected exception into a quarantine of kind "error": for
+time. `decision.decide` turns any unexpected exception into a quarantine of kind "error": for
 input that is merely malformed that is a reader bug, so these properties fail on it.
 
 Inputs start from the fixtures in tests/data and the factory's mails and are mutated at every
@@ -39,7 +39,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from mailbot import config as config_mod, intake, message, runner, store
+from mailbot import archive, config as config_mod, intake, message, store
+from mailbot.decision import decide
 from mailbot.mailbox import Fetched
 from mailbot.models import Message, Outgoing
 from tests import factory
@@ -565,18 +566,18 @@ class Pipeline:
             SimpleNamespace(port=1, user="office@example.test"), SimpleNamespace(port=1), var,
             replies={"daily_cap_per_sender": 10**9}))
         self.office = self.cfg.office()
-        self.engine = runner.open_store(self.cfg)
+        self.engine = store.connect(self.cfg.database.url)
         self.uids = itertools.count(1)
         self.outcomes: collections.Counter = collections.Counter()
 
     def run(self, raw: bytes):
         measured = _reset_peak_rss()
         before = _peak_rss()
-        decision = intake.decide(self.office, raw, ARRIVED)
+        decision = decide(self.office, raw, ARRIVED)
         if decision.kind == "error":
             raise Finding(f"unexpected {decision.reason} in decide():\n{decision.detail}")
         row = intake.commit(self.engine, self.office, Fetched("INBOX", 1, next(self.uids), raw, ARRIVED),
-                            intake.archive.digest(raw), decision)
+                            archive.digest(raw), decision)
         if measured:
             grew = _peak_rss() - before
             assert grew < MEMORY_LIMIT, f"one message took {grew >> 20} MB"

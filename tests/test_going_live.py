@@ -141,7 +141,7 @@ def test_first_poll_takes_only_our_mail_after_the_start_line(office_mailbox, dov
     o = office_mailbox
     before = o.account.listing()
     with time_machine.travel(INSTALLED, tick=False):
-        engine = runner.open_store(o.config)
+        engine = store.connect(o.config.database.url)
         runner.poll_once(engine, o.config, o.office)
 
     receipts = sorted((m.rcpt_tos[0], m.message["Subject"][:8]) for m in o.smtp.messages)
@@ -190,7 +190,7 @@ def test_first_poll_takes_only_our_mail_after_the_start_line(office_mailbox, dov
 def test_the_first_tick_queues_nothing_for_periods_closed_before_the_start_line(office_mailbox, capsys):
     o = office_mailbox
     with time_machine.travel(INSTALLED, tick=False):
-        engine = runner.open_store(o.config)
+        engine = store.connect(o.config.database.url)
         assert schedule.tick(engine, o.office, INSTALLED) == []  # the mailbox was never read: nothing yet
         runner.poll_once(engine, o.config, o.office)
         queued = schedule.tick(engine, o.office, INSTALLED + dt.timedelta(minutes=1))
@@ -239,7 +239,7 @@ def test_the_dry_run_changes_nothing(office_mailbox, capsys):
 
     # and once mailbot is live, a dry run still writes nothing: database rows, folders, mail
     with time_machine.travel(INSTALLED, tick=False):
-        engine = runner.open_store(o.config)
+        engine = store.connect(o.config.database.url)
         runner.poll_once(engine, o.config, o.office)
     o.account.append(checklist("jtj@example.gov.cn", "赞皇县交通运输局", at(2026, 11, 22, 11), "<jtj-nov@x>"),
                      date=at(2026, 11, 22, 11))
@@ -258,7 +258,7 @@ def test_the_dry_run_changes_nothing(office_mailbox, capsys):
 def test_the_reprocess_folder_after_a_new_address_is_registered(office_mailbox):
     o = office_mailbox
     with time_machine.travel(INSTALLED, tick=False):
-        engine = runner.open_store(o.config)
+        engine = store.connect(o.config.database.url)
         runner.poll_once(engine, o.config, o.office)
     [quarantined] = o.account.messages("待人工处理")
     assert b"newclerk@qq.com" in quarantined and "重新处理" in o.account.folders()

@@ -24,7 +24,7 @@ from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from mailbot import config as config_mod, digest, faults, runner, schedule, status, store
+from mailbot import digest, faults, runner, schedule, status, store
 from mailbot.models import Message, Outgoing, Submission, utcnow
 from mailbot.obligations import period_of
 from tests import factory
@@ -188,13 +188,13 @@ def test_a_send_whose_outcome_could_not_be_recorded_is_not_sent_again_by_itself(
     [out] = setup.rows(Outgoing)
     assert out.status == "sending" and out.attempted_at is not None
     _inject(monkeypatch, disk_full_at="")
-    assert runner.deliver(setup.engine, setup.office) == 0, "leased: nothing to send yet"
+    assert runner.deliver_all_due(setup.engine, setup.office) == 0, "leased: nothing to send yet"
     _expire_leases(setup.engine)
-    assert runner.deliver(setup.engine, setup.office) == 0
+    assert runner.deliver_all_due(setup.engine, setup.office) == 0
     [out] = setup.rows(Outgoing)
     assert out.status == "uncertain" and "发送结果不明" in out.last_error
     time.sleep(1)
-    assert runner.deliver(setup.engine, setup.office) == 0 and len(setup.smtp.messages) == 1, "sent again"
+    assert runner.deliver_all_due(setup.engine, setup.office) == 0 and len(setup.smtp.messages) == 1, "sent again"
     [dept] = [d for d in status.status(setup.engine, setup.office, "2026-11") if d["id"] == "scjgj"]
     shown = io.StringIO()
     status.print_table(setup.office, [dept], "2026-11", Console(file=shown, width=200))
@@ -221,11 +221,11 @@ def test_a_connection_lost_after_the_end_of_data_is_uncertain_and_one_lost_befor
     assert out.status == "pending" and out.attempts == 1
     setup.smtp.drop_connections("data", times=1)
     _expire_leases(setup.engine)
-    assert runner.deliver(setup.engine, setup.office) == 0
+    assert runner.deliver_all_due(setup.engine, setup.office) == 0
     [out] = setup.rows(Outgoing)
     assert out.status == "uncertain" and "SMTPServerDisconnected" in out.last_error
     _expire_leases(setup.engine)
-    assert runner.deliver(setup.engine, setup.office) == 0 and setup.smtp.messages == []
+    assert runner.deliver_all_due(setup.engine, setup.office) == 0 and setup.smtp.messages == []
 
 
 def _mount_namespaces() -> str | None:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from mailbot import intake, message, runner, store
 from mailbot.mailbox import Mailbox
+from mailbot.workers import Deciders
 from mailbot.models import Message, Outgoing, Submission, utcnow
 from tests import factory
 from tests.data import expect_mails
@@ -302,10 +303,10 @@ def test_netease_spam_refusal_is_retried_after_the_whole_outbox_pauses(setup):
     resumes = outbox.paused_until(setup.engine, setup.office)
     assert resumes is not None and abs(resumes - (utcnow() + pause)).total_seconds() < 30
     assert held.status == "pending" and held.attempts == 0  # given back unattempted, behind the pause
-    assert runner.deliver(setup.engine, setup.office) == 0, "nothing goes out while the outbox pauses"
+    assert runner.deliver_all_due(setup.engine, setup.office) == 0, "nothing goes out while the outbox pauses"
     setup.smtp.normal()  # the suspicion lifted meanwhile
     with time_machine.travel(resumes + dt.timedelta(seconds=1), tick=True):
-        assert runner.deliver(setup.engine, setup.office) == 2
+        assert runner.deliver_all_due(setup.engine, setup.office) == 2
     assert {o.status for o in setup.rows(Outgoing)} == {"sent"}
     assert len({m.message["Message-ID"] for m in setup.smtp.messages}) == 3
 
@@ -353,7 +354,8 @@ def test_uncommitted_move_is_finished_by_the_next_poll(setup):
     setup.account.append(factory.mail(), date=factory.ON_TIME)
     with Mailbox(setup.office.imap).open() as box:
         [item] = list(box.fetch(box.pending()))
-        intake.handle(setup.engine, setup.office, setup.config.archive.dir, item)
+        [(sha, decision)] = Deciders(setup.office, setup.config.archive.dir).decide(setup.office, [item])
+        intake.commit(setup.engine, setup.office, item, sha, decision)
     assert setup.account.uids("INBOX") != []
     setup.poll()
     assert setup.account.uids("INBOX") == [] and len(setup.rows(Message)) == 1
@@ -408,7 +410,7 @@ def test_two_senders_at_once_never_send_a_mail_twice(setup):
         for out in s.exec(select(Outgoing)).scalars():
             out.next_attempt_at = out.created_at
     engines = [setup.engine, store.open_engine(setup.config.database.url)]
-    threads = [threading.Thread(target=runner.deliver, args=(e, setup.office)) for e in engines]
+    threads = [threading.Thread(target=runner.deliver_all_due, args=(e, setup.office)) for e in engines]
     for t in threads:
         t.start()
     for t in threads:

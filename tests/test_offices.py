@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailbot import city, config as config_mod, digest, export, runner, status, store
+from mailbot.cli import main
 from mailbot.models import Message, Outgoing, Submission
 from tests import factory
 
@@ -70,7 +71,7 @@ def test_a_single_office_file_and_a_list_of_offices_both_load(two_offices):
 
 def test_offices_never_mix(two_offices, smtp_server):
     cfg = two_offices(city={"name": "石家庄市社会信用体系建设领导小组办公室", "recipients": ["city@sjz.example"]})
-    engine = runner.open_store(cfg)
+    engine = store.connect(cfg.database.url)
     zanhuang, yuanshi = cfg.offices
     two_offices.accounts["zanhuang"].append(checklist_from("zanhuang", 0), date=factory.ON_TIME)
     two_offices.accounts["zanhuang"].append(checklist_from("yuanshi", 1), date=factory.ON_TIME)  # sent to the wrong county
@@ -98,7 +99,7 @@ def test_offices_never_mix(two_offices, smtp_server):
 
     # the city digest: one row per office, to the city's recipients only
     assert city.queue(engine, cfg, "2026-11", factory.ON_TIME.replace(day=26))
-    runner.deliver(engine, city.sender(cfg))
+    runner.deliver_all_due(engine, city.sender(cfg))
     [mail] = [m for m in smtp_server.messages if m.message["X-Mailbot"] == "city"]
     assert mail.rcpt_tos == ("city@sjz.example",)
     [attachment] = list(mail.message.iter_attachments())
@@ -115,7 +116,7 @@ def test_postgres_runs_the_same_migrations_and_the_whole_intake(postgres_server,
 
     url = postgres_server.create_database(f"intake_{uuid.uuid4().hex[:8]}")
     cfg = two_offices(url)
-    engine = runner.open_store(cfg)
+    engine = store.connect(cfg.database.url)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
     two_offices.accounts["zanhuang"].append(checklist_from("zanhuang", 0), date=factory.ON_TIME)
@@ -133,7 +134,7 @@ def test_racing_ticks_on_postgres_queue_each_reminder_once(postgres_server, two_
     """Three `mailbot tick` processes at the same instant against one PostgreSQL."""
     url = postgres_server.create_database(f"ticks_{uuid.uuid4().hex[:8]}")
     cfg = two_offices(url)
-    engine = runner.open_store(cfg)  # migrate once, before the race
+    engine = store.connect(cfg.database.url)  # migrate once, before the race
     for office in cfg.offices:  # as if each mailbox had been polled since the 20th
         factory.watching(engine, office, dt.datetime(2026, 11, 20, tzinfo=office.office.tz))
     path = tmp_var / "mailbot.json"
@@ -175,7 +176,7 @@ def test_several_daemons_on_postgres_each_office_polled_once_and_taken_over(
         offices.append((tag, account, data))
     cfg = config_mod.parse({"database": {"url": url}, "archive": {"dir": str(tmp_var / "archive")},
                             "offices": [d for _t, _a, d in offices]})
-    runner.open_store(cfg)
+    store.connect(cfg.database.url)
     path = tmp_var / "mailbot.json"
     path.write_text(config_json(cfg), encoding="utf-8")
     per_office = 40
@@ -220,3 +221,25 @@ def test_several_daemons_on_postgres_each_office_polled_once_and_taken_over(
     assert len(set(receipts)) == 3 * per_office  # every mail answered; a repeat may only be the same Message-ID
     taken = [(tmp_var / f"daemon{i}.log").read_text().count("taken: this daemon polls it") for i in range(daemons)]
     assert sum(taken) > 3  # the killed daemon's offices were taken over by another
+
+
+def test_the_city_digest_from_the_command_line(two_offices, smtp_server, tmp_var, capsys):
+    """`digest --city` writes the city workbook; with --send it mails it once, from the sending office."""
+    city_cfg = {"name": "石家庄市社会信用体系建设领导小组办公室", "recipients": ["city@sjz.example"]}
+    cfg = two_offices(city=city_cfg)
+    store.connect(cfg.database.url)
+    data = {"database": {"url": cfg.database.url}, "archive": {"dir": str(tmp_var / "archive")}, "city": city_cfg,
+            "offices": [_office(two_offices.accounts[o], smtp_server, o, f"xyb@{o}.example", _depts(o))
+                        for o in ("zanhuang", "yuanshi")]}
+    path = factory.write_config(tmp_var / "city.yaml", data)
+    argv = ["--config", str(path), "digest", "--city", "--period", "2026-11", "--out", str(tmp_var / "out")]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines() == [str(tmp_var / "out" / city.filename("2026-11"))]
+    assert smtp_server.messages == []
+    assert main(argv + ["--send"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["queued", "sent 1 mail(s)"]
+    assert main(argv + ["--send"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == ["city:2026-11 was already queued; not queued again",
+                                                        "sent 0 mail(s)"]
+    [mail] = smtp_server.messages
+    assert mail.rcpt_tos == ("city@sjz.example",) and mail.message["From"].addresses[0].addr_spec == "xyb@zanhuang.example"

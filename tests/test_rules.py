@@ -291,12 +291,12 @@ def test_a_checklist_for_another_department_is_rejected_naming_both_units():
 
 
 def test_a_checklist_for_another_department_never_counts_for_it():
-    """Through intake's decision: filed by the sender, rejected, and stored for the sender only."""
-    from mailbot import intake
+    """Through the decision: filed by the sender, rejected, and stored for the sender only."""
+    from mailbot.decision import decide
 
     raw = factory.mail(sender="scjgj@example.gov.cn", attachments=(
         ("情况清单.xlsx", factory.checklist_xlsx(unit="赞皇县财政局"), factory.XLSX),))
-    decision = intake.decide(office(), raw, factory.ON_TIME)
+    decision = decide(office(), raw, factory.ON_TIME)
     assert (decision.status, decision.department.id, decision.period) == ("rejected", "scjgj", "2026-11")
     [problem] = [p for p in decision.problems if p.is_error]
     assert problem.code == "unit_mismatch"

@@ -426,7 +426,7 @@ def test_data_of_one_department_reaches_only_that_department_and_the_office(setu
     setup.poll()
     digest.queue_monthly(setup.engine, office, "2026-11", at(30, 12))
     from mailbot import runner
-    runner.deliver(setup.engine, office)
+    runner.deliver_all_due(setup.engine, office)
 
     kinds = collections.Counter(o.kind for o in setup.rows(Outgoing))
     assert {k: kinds[k] for k in ("receipt", "reminder", "notice", "tongbao", "digest")} == \

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mailbot import archive, config as config_mod, intake
+from mailbot import archive, config as config_mod
+from mailbot.decision import decide
 from mailbot.mailbox import Fetched
 from mailbot.workers import Deciders
 from tests import factory
@@ -45,7 +46,7 @@ def test_workers_decide_exactly_as_the_daemon_would(tmp_var):
     pooled = [d for _sha, d in results]
     for (sha, _d), raw in zip(results, raws):  # each raw mail kept, by its content, before any commit
         assert sha == archive.digest(raw) and archive.get(tmp_var / "archive", sha, office.limits.max_message_bytes) == raw
-    inline = [intake.decide(office, raw, factory.ON_TIME) for raw in raws]
+    inline = [decide(office, raw, factory.ON_TIME) for raw in raws]
     assert [_summary(d) for d in pooled] == [_summary(d) for d in inline]
     assert {d.status for d in pooled} >= {"accepted", "rejected", "ignored", "quarantined"}
 

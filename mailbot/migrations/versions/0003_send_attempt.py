@@ -1,5 +1,6 @@
-"""when a mail's send was last attempted: a send in `sending` whose outcome was never recorded
-is `uncertain`, never sent again by itself
+"""when a mail's send was last attempted (the outbox's sending and uncertain states)
+
+A send left `sending` whose outcome was never recorded is `uncertain`, never sent again by itself.
 
 Revision ID: 0003_send_attempt
 Revises: 0002_start_line
