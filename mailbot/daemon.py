@@ -144,6 +144,9 @@ class OfficeLoop:
         try:
             if schedule.tick(self.engine, self.office, utcnow()):  # logs each mail it queues
                 self.sender.nudge()
+        except guard.DATABASE_ERRORS as exc:  # an outage the heartbeat logs and alerts: the next tick retries
+            log.warning("office=%s scheduled tick skipped: database unreachable (%s)", self.office.id,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         except Exception as exc:  # the next tick retries; nothing is lost, it is all in the database
             log.error("office=%s scheduled tick failed (%s: %s)", self.office.id, type(exc).__name__, exc, exc_info=True)
 

@@ -38,6 +38,7 @@ class Postgres:
         self.port = _free_port()
         self.bin = binaries()
         self.as_root = os.geteuid() == 0
+        self.halted = False  # stopped by `halt`, to be started again by `resume`
 
     def _run(self, *args: str) -> None:
         cmd = [str(self.bin / args[0]), *args[1:]]
@@ -61,6 +62,7 @@ class Postgres:
         """Start the server (again, after `halt`: same port, same data) and wait until it answers."""
         opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off -c max_connections=200"
         self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "start")
+        self.halted = False
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -86,6 +88,7 @@ class Postgres:
         """Stop the server as an administrator's restart does (fast shutdown: every session is cut,
         committed data kept); `resume` starts it again."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.halted = True
 
     def stop(self) -> None:
         try:
