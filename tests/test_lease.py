@@ -143,6 +143,15 @@ def test_of_two_keepers_exactly_one_holds_each_office_and_the_fence_closes_befor
     assert {o["office"]: o["holder"] for o in view["offices"]} == {"o1": b.id, "o2": None, "o3": None}
     assert {d["id"]: d["state"] for d in view["daemons"]} == {a.id: "stopped", b.id: "alive"}
     assert [o["epoch"] for o in view["offices"]] == [2, 1, 1]  # each holder's term has its own number
+    from rich.console import Console
+
+    from mailbot.status import print_daemons
+    console = Console(record=True, width=200)
+    print_daemons(view, dt.timezone(dt.timedelta(hours=8)), console)
+    table = console.export_text()
+    assert "运行中" in table and "已停止" in table and "1 个：o1" in table
+    assert "运行中的守护进程 1 个，办公室 3 个：每个守护进程应持有 3 个，最多 4 个。" in table
+    assert "暂无守护进程处理的办公室：o2、o3" in table
 
 
 def test_a_keeper_that_could_not_beat_renews_its_leases_nobody_claimed(pg):
@@ -293,6 +302,7 @@ def test_three_daemons_share_nine_offices_through_joins_a_kill_and_a_database_re
         status = subprocess.run([sys.executable, "-m", "mailbot", "--config", str(path), "status", "--daemons"],
                                 env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stderr
+        (tmp_var / "status.txt").write_text(status.stdout, encoding="utf-8")  # to look at
         assert "运行中" in status.stdout and "失联" in status.stdout and "每个守护进程应持有 3 个" in status.stdout
         as_json = subprocess.run([sys.executable, "-m", "mailbot", "--config", str(path), "status", "--daemons",
                                   "--json"], env=env, capture_output=True, text=True, timeout=60)
@@ -325,3 +335,41 @@ def test_three_daemons_share_nine_offices_through_joins_a_kill_and_a_database_re
     view_after = view()  # the daemons stopped by SIGTERM freed their leases and said so
     assert all(o["state"] == "free" for o in view_after["offices"])
     assert sorted(d["state"] for d in view_after["daemons"]) == ["silent", "stopped", "stopped", "stopped"]
+
+
+# -- the database's outage, told like a mailbox's ------------------------------------------------------
+def test_a_long_database_outage_is_mailed_directly_once_and_its_end_through_the_outbox(setup):
+    from sqlalchemy.exc import OperationalError
+
+    from mailbot import health
+    from mailbot.models import Outgoing
+    down = OperationalError("SELECT now()", {}, ConnectionRefusedError("Connection refused"))
+    outage = health.DatabaseOutage("postgresql+psycopg://mailbot:***@db.example/mailbot")
+    assert outage.failed(down, [setup.office], now=T0) == []
+    assert outage.failed(down, [], now=T0 + dt.timedelta(minutes=29)) == []  # the offices held when it began
+    assert outage.failed(down, [], now=T0 + dt.timedelta(minutes=31)) == [setup.office.id]
+    assert outage.failed(down, [], now=T0 + dt.timedelta(minutes=45)) == []  # once
+    [alert] = setup.smtp.wait_for(1)
+    assert alert.message["Subject"] == "【情况清单收件系统】数据库暂时无法连接，系统已暂停收件，请处理"
+    assert alert.rcpt_tos == ("office@example.test",)
+    text = alert.message.get_body(("plain",)).get_content()
+    assert "2026年12月01日 17:00" in text and "db.example" in text and "***" in text and "不会丢失" in text
+    assert setup.rows(Outgoing, Outgoing.kind == "alert") == []  # the outbox was out of reach
+    assert outage.ok(setup.engine, now=T0 + dt.timedelta(hours=1))
+    assert not outage.ok(setup.engine, now=T0 + dt.timedelta(hours=2))
+    rows = setup.rows(Outgoing, Outgoing.kind == "alert")
+    assert sorted((r.key.split(":")[2], r.status) for r in rows) == [("down", "sent"), ("up", "pending")]
+    setup.poll()  # the notice that it is over goes like any mail; the one sent is not sent again
+    assert [m.message["Subject"] for m in setup.smtp.messages][1:] == ["【情况清单收件系统】数据库已恢复，系统已恢复收件"]
+    assert health.Health(setup.engine, setup.office).ok() is False  # no mailbox outage was opened by it
+
+
+def test_a_short_database_outage_is_only_logged(setup, caplog):
+    from sqlalchemy.exc import OperationalError
+
+    from mailbot import health
+    outage = health.DatabaseOutage()
+    down = OperationalError("SELECT now()", {}, ConnectionRefusedError("Connection refused"))
+    assert outage.failed(down, [setup.office], now=T0) == []
+    assert outage.ok(setup.engine, now=T0 + dt.timedelta(seconds=30))
+    assert setup.smtp.messages == [] and "database reachable again after 30 s" in caplog.text
