@@ -84,7 +84,9 @@ def plan(me: str, offices: list[str], mine: set[str], live: set[str],
     Claims free offices up to the share; at the share, one office free for ORPHAN_SECONDS (a
     daemon under its share would have taken it: their views differ, e.g. `run --office`), never
     past share + 1. Gives back what is over the share only when the free offices cannot fill the
-    daemons under theirs, so offices do not move for nothing."""
+    daemons under theirs, so offices do not move for nothing; at the share, one office when
+    another daemon holds two or more fewer and nothing free would make it up (14, 14, 12 of 40
+    becomes 13, 14, 13: max - min at most 1)."""
     rng = rng or random.Random()
     live = set(live) | {me}
     quota = share(len(offices), len(live))
@@ -97,14 +99,18 @@ def plan(me: str, offices: list[str], mine: set[str], live: set[str],
     elif len(keeping) == quota:
         claim = [o for o in free if leases.get(o) is None or leases[o][1] <= now - dt.timedelta(seconds=ORPHAN_SECONDS)][:1]
     release: list[str] = []
-    if len(keeping) > quota:
+    if len(keeping) >= quota:
         held = {d: 0 for d in live if d != me}
         for holder, expires in leases.values():
             if holder in held and expires > now:
                 held[holder] += 1
-        need = sum(max(0, quota - n) for n in held.values()) - len(free)
-        if need > 0:
+        coming = len(free) + len(mine & set(releasing))  # free now, or once their loops here have ended
+        need = sum(max(0, quota - n) for n in held.values()) - coming
+        short = sum(max(0, quota - 1 - n) for n in held.values()) - coming  # two or more fewer than the share
+        if len(keeping) > quota and need > 0:
             release = rng.sample(keeping, min(len(keeping) - quota, need))
+        elif keeping and short > 0 and not claim:
+            release = rng.sample(keeping, 1)
     return Plan(claim, release, quota)
 
 

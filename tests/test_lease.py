@@ -58,6 +58,26 @@ def test_offices_do_not_move_for_nothing():
         assert chosen.claim == [] and chosen.release == []
 
 
+def test_one_two_short_of_its_share_is_given_one_by_each_at_its_share():
+    """14, 14, 12 of 40: each at its share gives one back (one each beat), so it ends 13, 13, 14
+    or 13, 14, 13 and stays so."""
+    now = T0
+    offices = [f"p{i:02d}" for i in range(40)]
+    leases = _leases(now, a=offices[:14], b=offices[14:28], c=offices[28:])
+    chosen = lease.plan("a", offices, set(offices[:14]), {"a", "b", "c"}, leases, now, rng=random.Random(1))
+    assert chosen.share == 14 and len(chosen.release) == 1 and chosen.claim == []
+    leases = _leases(now, a=offices[:13], b=offices[13:27], c=offices[27:])  # 13, 14, 13
+    for me, mine in (("a", offices[:13]), ("b", offices[13:27]), ("c", offices[27:])):
+        chosen = lease.plan(me, offices, set(mine), {"a", "b", "c"}, leases, now)
+        assert chosen.release == [] and chosen.claim == []
+    for b_holds, c_holds, gives in ((13, 12, 0), (14, 11, 1), (14, 10, 1)):  # the rest just freed: c takes them
+        b, c = offices[14:14 + b_holds], offices[14 + b_holds:14 + b_holds + c_holds]
+        leases = _leases(now, a=offices[:14], b=b, c=c)
+        leases.update({o: (None, now - dt.timedelta(seconds=1)) for o in offices[14 + b_holds + c_holds:]})
+        chosen = lease.plan("a", offices, set(offices[:14]), {"a", "b", "c"}, leases, now)
+        assert len(chosen.release) == gives and chosen.claim == []
+
+
 def test_a_dead_daemons_offices_are_claimed_once_its_leases_ran_out():
     now = T0
     leases = _leases(now - dt.timedelta(seconds=31), c=OFFICES[6:])  # c stopped beating 31 s ago
@@ -202,21 +222,28 @@ def test_three_daemons_share_nine_offices_through_joins_a_kill_and_a_database_re
     path = tmp_var / "mailbot.json"
     path.write_text(config_json(cfg), encoding="utf-8")
     sent: list[tuple[str, str]] = []
+    feed_errors: list[str] = []
     feeding = threading.Event()
     feeding.set()
+
+    def append(n: int) -> None:
+        tag, dept = OFFICES[n % 9], n // 9 % 3
+        mid = f"<{uuid.uuid4().hex}@{tag}.gov.cn>"
+        workbook = factory.checklist_xlsx(unit=f"{tag}县第{dept}局", submitter=f"王{n}")  # each a new version
+        accounts[tag].append(factory.mail(sender=f"d{dept}@{tag}.gov.cn", to=f"xyb@{tag}.example",
+                                          message_id=mid, attachments=(("清单.xlsx", workbook, factory.XLSX),)),
+                             date=factory.ON_TIME)
+        sent.append((tag, mid.strip("<>")))
 
     def feed() -> None:  # a mail every 0.3 s, to the offices in turn: load all along
         n = 0
         while feeding.is_set():
-            tag, dept = OFFICES[n % 9], n // 9 % 3
-            mid = f"<{uuid.uuid4().hex}@{tag}.gov.cn>"
-            workbook = factory.checklist_xlsx(unit=f"{tag}县第{dept}局", submitter=f"王{n}")  # each a new version
-            accounts[tag].append(factory.mail(sender=f"d{dept}@{tag}.gov.cn", to=f"xyb@{tag}.example",
-                                              message_id=mid, attachments=(("清单.xlsx", workbook, factory.XLSX),)),
-                                 date=factory.ON_TIME)
-            sent.append((tag, mid.strip("<>")))
-            n += 1
             time.sleep(0.3)
+            try:
+                append(n)
+            except Exception as exc:  # told when a wait fails; a mail not appended is not counted
+                feed_errors.append(f"{time.strftime('%H:%M:%S')} {type(exc).__name__}: {exc}")
+            n += 1
 
     procs: list[subprocess.Popen] = []
     logs = []
@@ -252,7 +279,8 @@ def test_three_daemons_share_nine_offices_through_joins_a_kill_and_a_database_re
             time.sleep(0.5)
         tails = "\n".join(f"--- daemon{i}\n" + (tmp_var / f"daemon{i}.log").read_text()[-3000:]
                           for i in range(len(procs)))
-        pytest.fail(f"not {what} within {timeout} s: {view()}\n{tails}")
+        pytest.fail(f"not {what} within {timeout} s: {view()}\nmail appended {len(sent)}, handled {handled()}, "
+                    f"feeder alive {feeder.is_alive()}, its errors {feed_errors[-5:]}\n{tails}")
 
     def receipts() -> set[str]:  # a receipt sent twice (its sending cut by the kill) has one Message-ID
         return {m.message["Message-ID"] for m in smtp_server.messages if m.message["X-Mailbot"] == "receipt"}
