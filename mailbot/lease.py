@@ -146,6 +146,7 @@ class Keeper:
         self.settled_at: float | None = None  # the first good beat since the last failed one
         self._lock = threading.Lock()
         self._done: set[str] = set()  # offices whose loop has ended: freed at the next beat
+        self._freed: dict[str, float] = {}  # office -> when this process freed it (its clock)
         self._registered = False
 
     # -- for the loops ----------------------------------------------------------------------
@@ -224,6 +225,9 @@ class Keeper:
             for office in mine:
                 if office in self.held:  # not stopped meanwhile
                     self.held[office].until = until
+        self._freed = {o: t for o, t in self._freed.items() if sent - t < ORPHAN_SECONDS}
+        self._freed.update({o: sent for o in done})
+        busy = set(busy) | set(self._freed)  # given back for another to take: not taken back at once
         if self.settled_at is None:
             self.settled_at = sent
         settled = sent - self.settled_at >= SETTLE_SECONDS

@@ -11,12 +11,13 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import queue
 import resource
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -82,7 +83,13 @@ def _result(future, seconds: float, stop=None):
 
 
 class Deciders:
-    """One pool for the whole daemon, shared by every office's loop (each call says which office)."""
+    """One pool for the whole daemon, shared by every office's loop (each call says which office).
+
+    The workers are started by one thread of its own, which lives as long as the daemon: a
+    worker is killed when the *thread* that started it ends (PR_SET_PDEATHSIG), and an office's
+    loop ends whenever its lease is given back - that killed the workers under every other
+    office's feet. A pool found broken when a job is handed to it (a worker killed while idle)
+    is rebuilt there and then."""
 
     def __init__(self, office: OfficeConfig, archive_dir: Path):
         self.archive_dir = archive_dir
@@ -90,14 +97,42 @@ class Deciders:
         self.memory = office.limits.worker_memory_bytes
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()  # office loops share the pool; one of them may rebuild it
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()  # (office, item, handed) for the starter
+        self._starter: threading.Thread | None = None
 
     def _submit(self, office: OfficeConfig, item):
+        handed: Future = Future()  # becomes the pool's future for this job
+        self._jobs.put((office, item, handed))
         with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    self.count, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_start_worker, initargs=(self.memory, os.getpid()))
-            return self._pool.submit(_archived_decision, self.archive_dir, office, item)
+            if self._starter is None:
+                self._starter = threading.Thread(target=self._start_jobs, name="deciders", daemon=True)
+                self._starter.start()
+        return handed.result()
+
+    def _start_jobs(self) -> None:
+        """The starter thread: hands each job to the pool (which starts its workers from here)."""
+        while True:
+            office, item, handed = self._jobs.get()
+            try:
+                handed.set_result(self._hand(office, item))
+            except BaseException as exc:  # the caller sees it, as if it had submitted itself
+                handed.set_exception(exc)
+
+    def _hand(self, office: OfficeConfig, item):
+        for attempt in (1, 2):
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ProcessPoolExecutor(
+                        self.count, mp_context=multiprocessing.get_context("spawn"),
+                        initializer=_start_worker, initargs=(self.memory, os.getpid()))
+                pool = self._pool
+            try:
+                return pool.submit(_archived_decision, self.archive_dir, office, item)
+            except BrokenProcessPool:
+                if attempt == 2:
+                    raise
+                log.warning("the deciding workers' pool was broken (a worker was killed while idle); rebuilt")
+                self._reset()
 
     def _reset(self) -> None:
         """Throw the pool away, killing a hung worker (the executor has no public way to)."""

@@ -194,6 +194,10 @@ def test_a_keeper_that_could_not_beat_renews_its_leases_nobody_claimed(pg):
     a.beat()
     assert set(a.held) == {"o1"}
     assert {o["office"]: o["state"] for o in lease.fleet(pg, OFFICES[:2])["offices"]} == {"o1": "held", "o2": "free"}
+    clock.now += lease.SETTLE_SECONDS
+    assert a.beat().claimed == []  # under its share, but o2 was given back for another to take
+    clock.now += lease.ORPHAN_SECONDS - lease.SETTLE_SECONDS
+    assert a.beat().claimed == ["o2"]  # nobody did
 
 
 # -- three daemons, nine offices ---------------------------------------------------------------------

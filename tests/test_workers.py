@@ -69,3 +69,30 @@ def test_a_worker_that_dies_or_hangs_costs_only_its_own_message(tmp_var, monkeyp
     assert decisions[1].reason == reason and decisions[1].mail.message_id == "poison-pill@example.gov.cn"
     assert again[0].status == "accepted"  # the pool was rebuilt
     assert dt.datetime.now() - started < dt.timedelta(seconds=60)
+
+
+def test_the_workers_outlive_the_thread_that_first_needed_them(tmp_var):
+    """An office's loop ends when its lease is given back (mailbot.lease); the workers it had
+    started were killed with it (PR_SET_PDEATHSIG goes with the thread), and every other
+    office's loop then failed with BrokenProcessPool at each poll, the pool never rebuilt."""
+    import threading
+    import time
+
+    office = _office(tmp_var, workers=1)
+    deciders = Deciders(office, tmp_var / "archive")
+    try:
+        first = threading.Thread(target=deciders.decide, args=(office, _items([factory.mail()])))
+        first.start()
+        first.join()  # the loop that started the worker has ended
+        [worker] = list(deciders._pool._processes.values())
+        time.sleep(1)  # a worker killed with the thread is dead by now
+        assert worker.is_alive()
+        [(_sha, decision)] = deciders.decide(office, _items([factory.mail(message_id="<next@example.gov.cn>")]))
+        assert decision.status == "accepted"
+        worker.kill()  # killed while idle (the OOM killer): the next job gets a new pool
+        worker.join()
+        time.sleep(0.5)
+        [(_sha, decision)] = deciders.decide(office, _items([factory.mail(message_id="<after@example.gov.cn>")]))
+        assert decision.status == "accepted"
+    finally:
+        deciders.close()
