@@ -272,7 +272,9 @@ class OfficeLoop:
                 except store.DatabaseLost as lost:
                     self.daemon.lose(lost)
                     continue
-                if isinstance(exc, guard.DATABASE_ERRORS):  # the heartbeat logs and alerts the outage, and wakes us
+                if isinstance(exc, guard.DATABASE_ERRORS) and not self.daemon.keeper.exclusive:
+                    # PostgreSQL away: the heartbeat logs and alerts the outage, and wakes us (SQLite's file
+                    # refusing a write - read-only, a full disk - is this office's failed poll, below)
                     log.warning("office=%s database unreachable (%s: %s); waiting for it", self.office.id,
                                 type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
                     self.wait(lease.LEASE_SECONDS, idle=False)
@@ -389,6 +391,9 @@ class Daemon:
             self.keeper.unsettle()
             if not isinstance(exc, guard.DATABASE_ERRORS):
                 log.error("heartbeat failed (%s: %s)", type(exc).__name__, exc, exc_info=True)
+            elif self.keeper.exclusive:  # SQLite: its leases need no renewal; the polls say what fails
+                log.warning("heartbeat not recorded (%s)", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                return
             self.outage.failed(exc, [loop.office for loop in list(self.loops.values())])
             return
         if self.outage.since is not None:
