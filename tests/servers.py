@@ -761,6 +761,18 @@ class _Loopback:
     def _serve(self, client: socket.socket) -> None:
         raise NotImplementedError
 
+    def _upstream(self, client: socket.socket) -> socket.socket | None:
+        """A proxy's second leg, to ``self.upstream``; None (and the client hung up) if it is down."""
+        try:
+            server = socket.create_connection(self.upstream, timeout=10)
+        except OSError:
+            self._forget(client)
+            return None
+        server.settimeout(None)
+        with self._lock:
+            self._open.add(server)
+        return server
+
     def _forget(self, *socks: socket.socket) -> None:
         for sock in socks:
             try:
@@ -800,16 +812,12 @@ class NetEaseFront(_Loopback):
         super().__init__(port)
 
     def _serve(self, client: socket.socket) -> None:
-        try:
-            server = socket.create_connection(self.upstream, timeout=10)
-        except OSError:
-            self._forget(client)
+        server = self._upstream(client)
+        if server is None:
             return
-        server.settimeout(None)
         session = FrontSession()
         with self._lock:
             self.sessions.append(session)
-            self._open.add(server)
         write_lock = threading.Lock()
         threading.Thread(target=self._down, args=(server, client, write_lock), daemon=True).start()
         self._up(client, server, session, write_lock)
@@ -904,14 +912,9 @@ class DripProxy(_Loopback):
         super().__init__(port)
 
     def _serve(self, client: socket.socket) -> None:
-        try:
-            server = socket.create_connection(self.upstream, timeout=10)
-        except OSError:
-            self._forget(client)
+        server = self._upstream(client)
+        if server is None:
             return
-        server.settimeout(None)
-        with self._lock:
-            self._open.add(server)
         drip = threading.Event()
         if self.dripping and self.trigger is None:
             drip.set()
