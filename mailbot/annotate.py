@@ -46,7 +46,7 @@ FULL_LOAD_MAX_XML = 25 * 2**20
 LINE_HEIGHT = 16  # points per line of 11 pt Chinese text
 _LEVEL = {"error": "错误", "warning": "提示"}
 _KIND_ZH = {"xls": "Excel 97-2003（.xls）或WPS表格", "csv": "CSV文本", "docx": "Word", "zip": "压缩包",
-            "xlsx": "较大的Excel"}
+            "ods": "OpenDocument表格（.ods）", "xlsx": "较大的Excel"}
 # A value Excel or a CSV export could take for a formula: it is stored as text, never evaluated.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
