@@ -18,6 +18,7 @@ from pathlib import Path
 import jinja2
 
 from .config import OfficeConfig
+from .message import HeaderClasses
 from .models import Outgoing, utcnow
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -107,7 +108,7 @@ def _parsed(policy: _Remembering, name: str, value: str):
     return email.policy.EmailPolicy.header_store_parse(policy, name, value)[1]
 
 
-_POLICY = _Remembering()
+_POLICY = _Remembering(header_factory=HeaderClasses())
 _SMTP = _POLICY.clone(linesep="\r\n")
 
 
