@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -446,6 +445,8 @@ def load(path: str | os.PathLike | None = None) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}：无法读取（{exc.strerror}）"]) from None
+    import yaml  # here, not at the top: every worker imports this module (to unpickle the office)
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
