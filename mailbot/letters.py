@@ -88,7 +88,8 @@ class _Remembering(email.policy.EmailPolicy):
     To, the day's subject). The bytes are the email package's own, the same as without it."""
 
     def header_store_parse(self, name, value):
-        if isinstance(value, str) and not hasattr(value, "name"):
+        if isinstance(value, str) and not hasattr(value, "name") and name.lower() not in _UNIQUE \
+                and "boundary=" not in value:
             return name, _parsed(self, name, value)
         return super().header_store_parse(name, value)
 
@@ -102,7 +103,10 @@ class _Remembering(email.policy.EmailPolicy):
         return folded[key]
 
 
-@functools.lru_cache(maxsize=1024)
+_UNIQUE = {"message-id", "in-reply-to", "references", "date"}  # never seen again: not worth keeping
+
+
+@functools.lru_cache(maxsize=512)
 def _parsed(policy: _Remembering, name: str, value: str):
     """The header object for `value` (immutable: shared by every message that sets it)."""
     return email.policy.EmailPolicy.header_store_parse(policy, name, value)[1]
