@@ -33,10 +33,11 @@ from .config import Limits
 from .dates import EXCEL_EPOCH, SERIAL_MIN
 from .errors import Problem
 
+workbook_mod.defused_openpyxl()  # it reads the department's file again: through defusedxml only
 log = logging.getLogger("mailbot.annotate")
 
 AUTHOR = "县信用办"
-LIST_SHEET = "问题清单"
+LIST_SHEET = workbook_mod.LIST_SHEET
 RED = "FFFFC7CE"  # Excel's "light red fill"
 BIG_ROWS = 5_000  # beyond this many rows only the first MAX_MARKS cells are marked: comments are costly
 MAX_MARKS = 500
