@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests import factory  # noqa: E402
+
 YEAR, PERIOD = 2026, "2026-11"
 NOW = "2026-11-26T09:00:00+08:00"  # the notice day of the benchmarked month
 
@@ -79,19 +81,11 @@ GOALS = [  # (case, check, description)
 
 # --- the data --------------------------------------------------------------------------------
 
-ROW_SHAPES = [  # entity, matter, usage, measure: varied like real checklists
-    ("赞皇县{n}号商贸有限公司（91350100M000100Y43）", "食品经营许可证核发", "经信用中国查询，无失信记录", "告知承诺"),
-    ("赞皇县{n}号建筑有限公司", "政府采购供应商资格审查", "经信用中国、中国执行信息公开网查询，该公司列入失信被执行人",
-     "限制参与政府采购、从严审核"),
-    ("张{n}（11010519491231002X）", "个体工商户登记", "经国家企业信用信息公示系统查询，无异常", "无"),
-    ("赞皇县{n}号工程公司", "建设工程招标投标", "经信用石家庄查询，存在行政处罚记录", "限制参与招投标"),
-    ("赞皇县{n}号农业合作社", "评优评先资格审核", "经信用中国查询，无失信记录", "优先推荐评先评优"),
-    ("=HYPERLINK(\"http://evil.example\",\"{n}\")", "道路运输经营许可", "经信用中国查询", "容缺受理"),
-    ("赞皇县{n}号餐饮店", "食品经营许可证核发", "经信用中国（河北）查询，无失信记录", "绿色通道、容缺办理"),
-    ("赞皇县{n}号科技有限公司", "企业设立登记", "经国家企业信用信息公示系统查询，列入经营异常名录", "列为重点监管对象"),
-    ("李{n}", "高龄津贴发放", "-经信用中国查询", "正常办理"),
-    ("赞皇县{n}号物流有限公司", "政府采购评审", "经政府采购网查询，无政府采购严重违法失信行为记录", "信用加分"),
-]
+# entity, matter, usage, measure: the factory's county rows, two of them hostile (a formula to be
+# neutralised, a leading "-") as the export must meet them
+ROW_SHAPES = list(factory.COUNTY_ROWS)
+ROW_SHAPES[5] = ("=HYPERLINK(\"http://evil.example\",\"{n}\")", "道路运输经营许可", "经信用中国查询", "容缺受理")
+ROW_SHAPES[8] = ("李{n}", "高龄津贴发放", "-经信用中国查询", "正常办理")
 
 
 def derived_for(matter: str, usage: str, measure: str) -> dict:

@@ -33,10 +33,11 @@ from .config import Limits
 from .dates import EXCEL_EPOCH, SERIAL_MIN
 from .errors import Problem
 
+workbook_mod.defused_openpyxl()  # it reads the department's file again: through defusedxml only
 log = logging.getLogger("mailbot.annotate")
 
 AUTHOR = "县信用办"
-LIST_SHEET = "问题清单"
+LIST_SHEET = workbook_mod.LIST_SHEET
 RED = "FFFFC7CE"  # Excel's "light red fill"
 BIG_ROWS = 5_000  # beyond this many rows only the first MAX_MARKS cells are marked: comments are costly
 MAX_MARKS = 500
@@ -46,7 +47,7 @@ FULL_LOAD_MAX_XML = 25 * 2**20
 LINE_HEIGHT = 16  # points per line of 11 pt Chinese text
 _LEVEL = {"error": "错误", "warning": "提示"}
 _KIND_ZH = {"xls": "Excel 97-2003（.xls）或WPS表格", "csv": "CSV文本", "docx": "Word", "zip": "压缩包",
-            "xlsx": "较大的Excel"}
+            "ods": "OpenDocument表格（.ods）", "xlsx": "较大的Excel"}
 # A value Excel or a CSV export could take for a formula: it is stored as text, never evaluated.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 

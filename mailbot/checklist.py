@@ -12,12 +12,10 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from openpyxl.utils import get_column_letter
-
 from . import dates
 from .errors import Problem, Rejected
 from .template import COLUMNS
-from .workbook import Cell, Sheet, Workbook
+from .workbook import Cell, Sheet, Workbook, get_column_letter
 
 FIELDS = ("entity", "matter", "date", "usage", "measure")
 FIELD_TITLES = dict(zip(FIELDS, COLUMNS, strict=True))

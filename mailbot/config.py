@@ -9,12 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import ssl
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -26,6 +24,9 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import ssl
 
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -98,6 +99,8 @@ class _Server(_Model):
     ca_file: Path | None = None  # extra CA bundle to trust (a private server); certificates are always verified
 
     def ssl_context(self) -> ssl.SSLContext:
+        import ssl  # not at the top: the workers import this module and never connect
+
         return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
 
     def password(self) -> str | None:
@@ -446,6 +449,8 @@ def load(path: str | os.PathLike | None = None) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}：无法读取（{exc.strerror}）"]) from None
+    import yaml  # here, not at the top: every worker imports this module (to unpickle the office)
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

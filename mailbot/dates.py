@@ -13,7 +13,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from openpyxl.utils.datetime import to_excel
 
 # Excel's 1900 date system. Counting from 1899-12-30 absorbs Excel's fictitious 1900-02-29.
 EXCEL_EPOCH = dt.date(1899, 12, 30)
@@ -117,6 +116,8 @@ def parse_date(value: object, *, default_year: int | None = None) -> DateParse:
         if day < EXCEL_EPOCH + dt.timedelta(days=SERIAL_MIN):
             # A date-formatted cell holding a small number (9.2 shows as 1900-01-09): the
             # department typed a number, not a date.
+            from openpyxl.utils.datetime import to_excel  # rare: not worth openpyxl in every worker
+
             number = round(float(to_excel(value)), 6)  # openpyxl knows Excel's 1900-02-29 quirk
             return _bare(str(int(number)) if number.is_integer() else f"{number:g}")
         return DateParse(day, None)

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from . import annotate, checklist as checklist_mod, claim as claim_mod, dates, faults, message, rules, workbook
+from . import checklist as checklist_mod, claim as claim_mod, dates, faults, message, rules, workbook
 from .config import Department, OfficeConfig
 from .errors import Problem, Rejected
 
@@ -126,7 +126,7 @@ _PROBLEM_SHEET_HEADER = ("级别", "工作表", "单元格", "问题说明")
 def _ours(book: workbook.Workbook) -> bool:
     """The copy with problems marked that mailbot sent: the custom property annotate.py writes, or
     (a copy from before it, or one WPS saved without it) the 问题清单 sheet as annotate.py lays it out."""
-    return book.marked or any(s.name == annotate.LIST_SHEET and any(r[:4] == _PROBLEM_SHEET_HEADER for r in s.rows[:12])
+    return book.marked or any(s.name == workbook.LIST_SHEET and any(r[:4] == _PROBLEM_SHEET_HEADER for r in s.rows[:12])
                               for s in book.sheets)
 
 
@@ -296,7 +296,11 @@ def _judge(office: OfficeConfig, mail: message.Mail, dept: Department, att: mess
     status = "accepted" if checked.accepted else "rejected"
     kind = workbook.sniff(att.data)
     # the department's own file, marked up: only ever sent back to its sender
-    annotated = None if checked.accepted else annotate.annotate(att.data, kind, parsed, checked.problems, office.limits)
+    annotated = None
+    if not checked.accepted:
+        from . import annotate  # openpyxl: imported by a worker only once it marks up a copy
+
+        annotated = annotate.annotate(att.data, kind, parsed, checked.problems, office.limits)
     return Decision(status, "checklist", mail=mail, department=dept, filename=att.filename, annotated=annotated,
                     sheet_label=sheet_label(book.kind if book.kind in ("zip", "tnef") else kind, parsed.sheet),
                     period=period, file_sha256=hashlib.sha256(att.data).hexdigest(),

@@ -13,7 +13,7 @@ import traceback
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
-from . import annotate, faults, guard, letters, message, rules, store
+from . import faults, guard, letters, message, rules, store
 from .codes import mask_ids
 from .config import OfficeConfig
 from .decision import Decision
@@ -205,6 +205,8 @@ def _problems(part: Decision) -> tuple[list, list]:
 
 def _annotated_name(filename: str) -> str:
     """The marked-up copy's name; a copy of our own copy is not called “…（问题标注）（问题标注）”."""
+    from . import annotate  # openpyxl: not in the daemon's memory for a file name
+
     stem, dot, ext = filename.rpartition(".")
     return annotate.annotated_filename((stem.removesuffix("（问题标注）") + dot + ext) if dot else filename)
 

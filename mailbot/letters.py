@@ -7,6 +7,7 @@ same event is recognisably the same mail, and our own mail is recognised when it
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 import email.policy
@@ -17,6 +18,7 @@ from pathlib import Path
 import jinja2
 
 from .config import OfficeConfig
+from .message import HeaderClasses
 from .models import Outgoing, utcnow
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -79,6 +81,41 @@ def _inert(value: str) -> str:
     return value.replace("=?", "=\u200b?")
 
 
+class _Remembering(email.policy.EmailPolicy):
+    """email.policy.default (and, cloned, SMTP), except that a header value seen before is
+    parsed and folded once: most of a receipt's build went into parsing and refolding the same
+    headers again and again (the office's From, the MIME headers of every part, a department's
+    To, the day's subject). The bytes are the email package's own, the same as without it."""
+
+    def header_store_parse(self, name, value):
+        if isinstance(value, str) and not hasattr(value, "name") and name.lower() not in _UNIQUE \
+                and "boundary=" not in value:
+            return name, _parsed(self, name, value)
+        return super().header_store_parse(name, value)
+
+    def fold_binary(self, name, value):
+        if not hasattr(value, "name"):  # not a header object: nothing to remember it by
+            return super().fold_binary(name, value)
+        key = (self.linesep, self.max_line_length, self.utf8, self.cte_type, self.refold_source)
+        folded = value.__dict__.setdefault("_mailbot_folded", {})
+        if key not in folded:
+            folded[key] = super().fold_binary(name, value)
+        return folded[key]
+
+
+_UNIQUE = {"message-id", "in-reply-to", "references", "date"}  # never seen again: not worth keeping
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(policy: _Remembering, name: str, value: str):
+    """The header object for `value` (immutable: shared by every message that sets it)."""
+    return email.policy.EmailPolicy.header_store_parse(policy, name, value)[1]
+
+
+_POLICY = _Remembering(header_factory=HeaderClasses())
+_SMTP = _POLICY.clone(linesep="\r\n")
+
+
 def message_id_for(office: OfficeConfig, key: str) -> str:
     digest = hashlib.sha256(f"{office.id}\0{key}".encode()).hexdigest()[:32]
     return f"mailbot.{digest}@{office.office.domain}"
@@ -111,7 +148,7 @@ def build(
     context = {"office": office.office, "now": now.astimezone(office.office.tz), **context}
     subject, text, html = render(template, context)
     message_id = message_id_for(office, key)
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = formataddr((office.office.name, office.office.address))
     msg["To"] = ", ".join(to)
     msg["Subject"] = _inert(subject)
@@ -131,6 +168,6 @@ def build(
         msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=_inert(one_line(filename, 120)))
     return Outgoing(
         office=office.id, key=key, kind=kind, message_id=message_id, department_id=department_id,
-        period=period, message_pk=message_pk, recipients=list(to), subject=subject, raw=msg.as_bytes(policy=email.policy.SMTP),
+        period=period, message_pk=message_pk, recipients=list(to), subject=subject, raw=msg.as_bytes(policy=_SMTP),
         created_at=now,
     )

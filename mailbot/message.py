@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.errors
 import email.header
+import email.headerregistry
 import email.parser
 import email.policy
 import email.utils
@@ -33,7 +34,23 @@ class _Lenient(email.policy.EmailPolicy):
             return re.sub(r"[\r\n]", "", value)
 
 
-_POLICY = _Lenient(max_line_length=998)
+class HeaderClasses(email.headerregistry.HeaderRegistry):
+    """The email package's header registry, making each header class once: it built a new
+    class (type(...)) for every header it parsed, a fifth of the time a mail's parse took."""
+
+    def __init__(self):
+        super().__init__()
+        self._made: dict[str, type] = {}
+
+    def __getitem__(self, name):
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+_POLICY = _Lenient(max_line_length=998, header_factory=HeaderClasses())
 _WIDE = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "cp936": "gb18030",
          "euc-cn": "gb18030", "hz-gb-2312": "gb18030"}
 _TRACE_HEADERS = ("return-path", "received", "delivered-to", "x-original-to")

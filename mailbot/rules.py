@@ -11,12 +11,11 @@ import functools
 import re
 from dataclasses import dataclass, field, replace
 
-from openpyxl.utils import get_column_letter
-
 from . import codes, dates, vocabulary
 from .checklist import FIELD_TITLES, Checklist, norm, text
 from .config import Department
 from .errors import Problem
+from .workbook import get_column_letter
 
 # code -> default severity; the office may override any of them in config.
 DEFAULT_SEVERITY = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -185,17 +186,64 @@ def _handle(engine: Engine, office: OfficeConfig, item: Fetched, decision, sha: 
 
 
 def poll_once(engine: Engine, config: Config, office: OfficeConfig, fence=None) -> PollResult:
-    """`mailbot poll --once`: the mailbox as it is now, then the outbox. `fence`: the office's
-    lease (mailbot.lease.Keeper.fence), asked before each mail leaves the folder."""
+    """`mailbot poll --once`: the mailbox as it is now, then the outbox. What a batch queued is
+    sent while the next is filed (beside, as the daemon does), what is left once all is filed.
+    `fence`: the office's lease (mailbot.lease.Keeper.fence), asked before each mail leaves the folder."""
     deciders = Deciders(office, config.archive.dir)
+    sender = _Beside(engine, office)
     try:
         with Mailbox(office.imap).open() as box:
             box.fence = fence
-            result = drain(box, engine, office, deciders)
-            result.sent += deliver_all_due(engine, office, box)
+            try:
+                result = drain(box, engine, office, deciders, committed=sender.nudge)
+            except BaseException:
+                sender.finish(hurry=True)
+                raise
+            result.sent += sender.finish() + deliver_all_due(engine, office, box)
     finally:
         deciders.close()
     return result
+
+
+class _Beside(threading.Thread):
+    """poll --once's sender: delivers whenever a batch is committed, over connections of its
+    own (the sent copies too: the polling session is the drain's); the drain never waits for
+    it. Its error, if any, is raised by finish()."""
+
+    def __init__(self, engine: Engine, office: OfficeConfig):
+        super().__init__(name=f"sender-{office.id}", daemon=True)
+        self.engine, self.office = engine, office
+        self.sent = 0
+        self.error: BaseException | None = None
+        self._wake = threading.Event()
+        self._done = self._hurry = False
+
+    def nudge(self) -> None:
+        if self.ident is None:
+            self.start()
+        self._wake.set()
+
+    def run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._done:
+                return
+            try:
+                self.sent += deliver_all_due(self.engine, self.office, stop=lambda: self._hurry)
+            except BaseException as exc:  # noqa: BLE001  (raised in the polling thread by finish)
+                self.error = exc
+                return
+
+    def finish(self, hurry: bool = False) -> int:
+        """Let the delivery under way end (between two mails when `hurry`); how many it sent."""
+        self._done, self._hurry = True, hurry
+        self._wake.set()
+        if self.ident is not None:
+            self.join()
+        if self.error is not None and not hurry:
+            raise self.error
+        return self.sent
 
 
 class _SentCopies:

@@ -8,11 +8,8 @@ from __future__ import annotations
 from datetime import date
 from io import BytesIO
 
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
-from openpyxl.utils import get_column_letter
-from openpyxl.utils.datetime import to_excel
-from openpyxl.worksheet.datavalidation import DataValidation
+# openpyxl is imported by the functions that write the template, not here: the parser (in
+# every worker) imports the column titles and has no use for it
 
 TITLE = "行政管理事项中使用信用记录和信用报告的情况清单"
 HEADER_FIELDS = ("单位", "报送人", "报送日期")
@@ -50,10 +47,6 @@ MEASURE_CHOICES = (
 )
 
 _FONT = "宋体"
-_THIN = Side(style="thin")
-_BOX = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
-_UNDERLINE = Border(bottom=_THIN)
-_WRAP = Alignment(wrap_text=True, vertical="center")
 
 
 def _fit_to_width(ws, orientation: str) -> None:
@@ -67,6 +60,12 @@ def _fit_to_width(ws, orientation: str) -> None:
 
 def _checklist_sheet(ws) -> None:
     """Sheet 1: title, header fields, table header and 200 pre-formatted rows."""
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+    from openpyxl.utils import get_column_letter
+
+    thin = Side(style="thin")
+    box, underline = Border(left=thin, right=thin, top=thin, bottom=thin), Border(bottom=thin)
+    wrap = Alignment(wrap_text=True, vertical="center")
     last_col = get_column_letter(len(COLUMNS))
     ws.merge_cells(f"A1:{last_col}1")
     ws["A1"] = TITLE
@@ -81,7 +80,7 @@ def _checklist_sheet(ws) -> None:
         ws.merge_cells(start_row=row, start_column=2, end_row=row, end_column=3)
         for col in (2, 3):  # a border on every merged cell, or Excel draws only part of the line
             cell = ws.cell(row=row, column=col)
-            cell.border = _UNDERLINE
+            cell.border = underline
             cell.font = Font(name=_FONT, size=12)
             cell.alignment = Alignment(horizontal="left", vertical="center")
         ws.row_dimensions[row].height = 22
@@ -92,7 +91,7 @@ def _checklist_sheet(ws) -> None:
         cell = ws.cell(row=HEADER_ROW, column=col, value=title)
         cell.font = Font(name=_FONT, size=11, bold=True)
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
-        cell.border = _BOX
+        cell.border = box
         cell.fill = header_fill
         ws.column_dimensions[get_column_letter(col)].width = width
     ws.row_dimensions[HEADER_ROW].height = 32
@@ -102,9 +101,9 @@ def _checklist_sheet(ws) -> None:
     for row in range(FIRST_DATA_ROW, LAST_DATA_ROW + 1):
         for col in range(1, len(COLUMNS) + 1):
             cell = ws.cell(row=row, column=col)
-            cell.border = _BOX
+            cell.border = box
             cell.font = body_font
-            cell.alignment = _WRAP
+            cell.alignment = wrap
         date_cell = ws.cell(row=row, column=date_col)
         date_cell.number_format = DATE_FORMAT
         date_cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
@@ -119,6 +118,10 @@ def _checklist_sheet(ws) -> None:
 
 def _validations(ws, date_col: int) -> None:
     """Guide, never block: real dates and listed measures are suggested, any text still goes in."""
+    from openpyxl.utils import get_column_letter
+    from openpyxl.utils.datetime import to_excel
+    from openpyxl.worksheet.datavalidation import DataValidation
+
     date_letter = get_column_letter(date_col)
     dates = DataValidation(
         type="date", operator="between",
@@ -179,6 +182,8 @@ def instructions(office_name: str | None = None, office_address: str | None = No
 
 
 def _instructions_sheet(ws, lines: list[str]) -> None:
+    from openpyxl.styles import Alignment, Font
+
     ws.column_dimensions["A"].width = 100
     ws["A1"] = INSTRUCTIONS_SHEET_NAME
     ws["A1"].font = Font(name=_FONT, size=16, bold=True)
@@ -196,6 +201,8 @@ def build_template(office_name: str | None = None, office_address: str | None = 
     """The blank checklist as .xlsx bytes, ready to attach to a notice or reminder."""
     if isinstance(deadline_day, bool) or not isinstance(deadline_day, int) or not 1 <= deadline_day <= 31:
         raise ValueError("deadline_day must be a day of the month (1-31)")
+    from openpyxl import Workbook
+
     wb = Workbook()
     sheet = wb.active
     sheet.title = SHEET_NAME

@@ -16,6 +16,7 @@ import io
 import itertools
 import functools
 import logging
+import os
 import pickle
 import re
 import string
@@ -29,19 +30,38 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import defusedxml.ElementTree  # noqa: F401  (hard dependency: openpyxl only defuses when it is importable)
-import openpyxl
 import python_calamine  # noqa: F401  (used in a child process: fail here, not on every .xls)
-from openpyxl.utils.cell import get_column_letter, range_boundaries
-from openpyxl.xml import functions as _oxml
 
 from .config import Limits
 from .errors import Problem, Rejected
 
-if not openpyxl.DEFUSEDXML or not _oxml.iterparse.__module__.startswith("defusedxml"):
-    raise ImportError(
-        "mailbot.workbook refuses to run: openpyxl is not parsing XML through defusedxml "
-        "(install defusedxml and do not set OPENPYXL_DEFUSEDXML=False)"
-    )
+_NOT_DEFUSED = ("mailbot.workbook refuses to run: openpyxl is not parsing XML through defusedxml "
+                "(install defusedxml and do not set OPENPYXL_DEFUSEDXML=False)")
+if os.environ.get("OPENPYXL_DEFUSEDXML", "True") != "True":  # what openpyxl reads (openpyxl.xml)
+    raise ImportError(_NOT_DEFUSED)
+
+
+def defused_openpyxl():
+    """openpyxl, checked to parse through defusedxml. Imported only where it is used (the odd
+    .xlsx, the marked-up copy, the template): a worker that reads with calamine alone is 14 MB
+    smaller without it."""
+    import openpyxl
+    from openpyxl.xml import functions
+
+    if not openpyxl.DEFUSEDXML or not functions.iterparse.__module__.startswith("defusedxml"):
+        raise ImportError(_NOT_DEFUSED)
+    return openpyxl
+
+
+def get_column_letter(index: int) -> str:
+    """Column 1 -> "A", 28 -> "AB" (openpyxl.utils.get_column_letter, without importing openpyxl)."""
+    if not 1 <= index <= 18278:
+        raise ValueError(f"Invalid column index {index}")
+    letters = ""
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
 
 log = logging.getLogger("mailbot.workbook")
 
@@ -66,8 +86,9 @@ class Workbook:
     modified: str = ""  # when the file was last saved (docProps/core.xml, ISO 8601), if it says
 
 
-# The custom document property annotate.py writes into every copy it marks up.
+# The custom document property annotate.py writes into every copy it marks up, and the sheet it adds.
 ANNOTATED_MARK = "mailbot-annotated"
+LIST_SHEET = "问题清单"
 
 
 class _Sheets(list):
@@ -454,7 +475,9 @@ def _read_openpyxl(data: bytes, name: str, limits: Limits, scan: _Scan) -> list[
     openpyxl streams the cells and `_rows` stops at the first one past the limits."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # openpyxl warns about styles and extensions it skips
-        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
+        from openpyxl.utils.cell import range_boundaries
+
+        wb = defused_openpyxl().load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
         try:
             sheets = []
             for i, ws in enumerate(wb.worksheets):

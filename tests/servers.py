@@ -723,121 +723,7 @@ class FrontSession:
     refused: list[str] = field(default_factory=list)  # verbs answered "Unsafe Login"
 
 
-class NetEaseFront:
-    """A loopback IMAP proxy in front of Dovecot that behaves as imap.126.com / imap.163.com do:
-    SELECT and EXAMINE are refused with ``NO SELECT Unsafe Login. Please contact kefu@188.com for
-    help`` until the client has sent the RFC 2971 ID command. Everything else passes through.
-
-    ``host``/``port`` are the front's; point the client there. ``sessions`` lists each connection.
-    """
-
-    host = LOOPBACK
-
-    def __init__(self, upstream_host: str, upstream_port: int, *, port: int | None = None):
-        self.upstream = (upstream_host, upstream_port)
-        self.sessions: list[FrontSession] = []
-        self._listener = socket.create_server((self.host, port or 0))
-        self.port = self._listener.getsockname()[1]
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept, name="netease-front", daemon=True)
-        self._thread.start()
-
-    def __enter__(self) -> NetEaseFront:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() in the front's thread (Linux)
-        except OSError:
-            pass
-        self._listener.close()
-        with self._lock:
-            for sock in list(self._open):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
-            self._open.clear()
-        self._thread.join(timeout=5)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _addr = self._listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self.upstream, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            session = FrontSession()
-            with self._lock:
-                self.sessions.append(session)
-                self._open.update((client, server))
-            write_lock = threading.Lock()
-            threading.Thread(target=self._down, args=(server, client, write_lock), daemon=True).start()
-            threading.Thread(target=self._up, args=(client, server, session, write_lock), daemon=True).start()
-
-    def _down(self, server: socket.socket, client: socket.socket, write_lock: threading.Lock) -> None:
-        """Server to client, as it comes."""
-        try:
-            while chunk := server.recv(65536):
-                with write_lock:
-                    client.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            self._hang_up(client, server)
-
-    def _up(self, client: socket.socket, server: socket.socket, session: FrontSession,
-            write_lock: threading.Lock) -> None:
-        """Client to server, line by line (literals passed through), refusing SELECT before ID."""
-        reader = client.makefile("rb")
-        try:
-            while line := reader.readline():
-                literal = _LITERAL.search(line.rstrip(b"\r\n"))
-                match = _TAGGED.match(line.rstrip(b"\r\n"))
-                verb = match["verb"].decode().upper() if match else ""
-                if verb == "UID" and match["rest"]:
-                    verb = "UID " + match["rest"].split(b" ", 1)[0].decode().upper()
-                if match:
-                    session.verbs.append(verb)
-                if verb == "ID":
-                    session.id_sent = True
-                if verb in ("SELECT", "EXAMINE") and not session.id_sent:
-                    session.refused.append(verb)
-                    with write_lock:
-                        client.sendall(match["tag"] + b" " + UNSAFE_LOGIN.encode() + b"\r\n")
-                    continue
-                server.sendall(line)
-                if literal:
-                    server.sendall(reader.read(int(literal.group(1))))
-        except OSError:
-            pass
-        finally:
-            self._hang_up(client, server)
-
-    def _hang_up(self, *socks: socket.socket) -> None:
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        with self._lock:
-            for sock in socks:
-                if sock in self._open:
-                    self._open.discard(sock)
-                    sock.close()
-
-
-# --------------------------------------------------------------------------- slow and silent peers
+# --------------------------------------------------------------------------- fronts, slow and silent peers
 
 
 class _Loopback:
@@ -875,6 +761,18 @@ class _Loopback:
     def _serve(self, client: socket.socket) -> None:
         raise NotImplementedError
 
+    def _upstream(self, client: socket.socket) -> socket.socket | None:
+        """A proxy's second leg, to ``self.upstream``; None (and the client hung up) if it is down."""
+        try:
+            server = socket.create_connection(self.upstream, timeout=10)
+        except OSError:
+            self._forget(client)
+            return None
+        server.settimeout(None)
+        with self._lock:
+            self._open.add(server)
+        return server
+
     def _forget(self, *socks: socket.socket) -> None:
         for sock in socks:
             try:
@@ -898,6 +796,70 @@ class _Loopback:
             socks = list(self._open)
         self._forget(*socks)
         self._thread.join(timeout=5)
+
+
+class NetEaseFront(_Loopback):
+    """A loopback IMAP proxy in front of Dovecot that behaves as imap.126.com / imap.163.com do:
+    SELECT and EXAMINE are refused with ``NO SELECT Unsafe Login. Please contact kefu@188.com for
+    help`` until the client has sent the RFC 2971 ID command. Everything else passes through.
+
+    ``host``/``port`` are the front's; point the client there. ``sessions`` lists each connection.
+    """
+
+    def __init__(self, upstream_host: str, upstream_port: int, *, port: int | None = None):
+        self.upstream = (upstream_host, upstream_port)
+        self.sessions: list[FrontSession] = []
+        super().__init__(port)
+
+    def _serve(self, client: socket.socket) -> None:
+        server = self._upstream(client)
+        if server is None:
+            return
+        session = FrontSession()
+        with self._lock:
+            self.sessions.append(session)
+        write_lock = threading.Lock()
+        threading.Thread(target=self._down, args=(server, client, write_lock), daemon=True).start()
+        self._up(client, server, session, write_lock)
+
+    def _down(self, server: socket.socket, client: socket.socket, write_lock: threading.Lock) -> None:
+        """Server to client, as it comes."""
+        try:
+            while chunk := server.recv(65536):
+                with write_lock:
+                    client.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            self._forget(client, server)
+
+    def _up(self, client: socket.socket, server: socket.socket, session: FrontSession,
+            write_lock: threading.Lock) -> None:
+        """Client to server, line by line (literals passed through), refusing SELECT before ID."""
+        reader = client.makefile("rb")
+        try:
+            while line := reader.readline():
+                literal = _LITERAL.search(line.rstrip(b"\r\n"))
+                match = _TAGGED.match(line.rstrip(b"\r\n"))
+                verb = match["verb"].decode().upper() if match else ""
+                if verb == "UID" and match["rest"]:
+                    verb = "UID " + match["rest"].split(b" ", 1)[0].decode().upper()
+                if match:
+                    session.verbs.append(verb)
+                if verb == "ID":
+                    session.id_sent = True
+                if verb in ("SELECT", "EXAMINE") and not session.id_sent:
+                    session.refused.append(verb)
+                    with write_lock:
+                        client.sendall(match["tag"] + b" " + UNSAFE_LOGIN.encode() + b"\r\n")
+                    continue
+                server.sendall(line)
+                if literal:
+                    server.sendall(reader.read(int(literal.group(1))))
+        except OSError:
+            pass
+        finally:
+            self._forget(client, server)
 
 
 class Tarpit(_Loopback):
@@ -950,14 +912,9 @@ class DripProxy(_Loopback):
         super().__init__(port)
 
     def _serve(self, client: socket.socket) -> None:
-        try:
-            server = socket.create_connection(self.upstream, timeout=10)
-        except OSError:
-            self._forget(client)
+        server = self._upstream(client)
+        if server is None:
             return
-        server.settimeout(None)
-        with self._lock:
-            self._open.add(server)
         drip = threading.Event()
         if self.dripping and self.trigger is None:
             drip.set()

@@ -217,6 +217,16 @@ def test_xls_input_becomes_an_xlsx_with_rows_where_the_messages_say():
     assert [r[2] for r in listed(wb)] == ["C7", "C8"]
 
 
+def test_ods_input_becomes_an_xlsx_too():
+    data = (Path(__file__).parent / "data" / "checklists" / "official.ods").read_bytes()
+    cl, problems = judged(data, "清单.ods", today=dt.date(2026, 11, 4))
+    assert problems and all(p.code == "date_future" for p in problems)
+    wb = opened(annotate.annotate(data, "ods", cl, problems))
+    assert wb.sheetnames == ["问题清单", "情况清单"]
+    assert set(marked(wb["情况清单"])) == {f"{p.column}{p.row}" for p in problems}
+    assert "OpenDocument" in wb["问题清单"]["A2"].value
+
+
 FORMULA_LIKE = ["=1+1", "+8613800000000", "-5+3", "@SUM(A1:A2)", "=HYPERLINK(\"http://example.com\",\"点此\")"]
 
 

@@ -475,11 +475,11 @@ def no_calamine(monkeypatch):
 
 @pytest.fixture
 def no_openpyxl(monkeypatch):
-    import mailbot.workbook
+    import openpyxl
 
     def refuse(*_a, **_k):
         raise AssertionError("openpyxl called")
-    monkeypatch.setattr(mailbot.workbook.openpyxl, "load_workbook", refuse)
+    monkeypatch.setattr(openpyxl, "load_workbook", refuse)
 
 
 def test_plain_xlsx_is_read_by_calamine_not_openpyxl(no_openpyxl):

@@ -96,3 +96,44 @@ def test_the_workers_outlive_the_thread_that_first_needed_them(tmp_var):
         assert decision.status == "accepted"
     finally:
         deciders.close()
+
+
+_IMPORTS = r'''
+import pickle, sys
+from pathlib import Path
+from mailbot import workers
+
+var = Path(sys.argv[1])
+office, items = pickle.loads((var / "work.pickle").read_bytes())  # as a worker is handed them
+for item in items:
+    sha, decision = workers._archived_decision(var, office, item)
+    print(decision.status, decision.annotated is not None, "openpyxl" in sys.modules)
+'''
+
+
+def test_a_worker_loads_openpyxl_only_to_mark_up_a_copy(tmp_var):
+    """A worker reads .xlsx with calamine: openpyxl (14 MB of each worker's memory) is imported
+    only when a copy is marked up, and then still parses through defusedxml."""
+    import pickle
+    import subprocess
+    import sys
+
+    bad_row = ("赞皇县某商贸有限公司", "", "2026.13.45", "经信用中国查询，无失信记录", "无")
+    raws = [factory.mail(attachments=(("情况清单.xlsx", factory.checklist_xlsx(rows), factory.XLSX),))
+            for rows in (factory.GOOD_ROWS, [bad_row])]
+    (tmp_var / "work.pickle").write_bytes(pickle.dumps((_office(tmp_var), _items(raws))))
+    out = subprocess.run([sys.executable, "-c", _IMPORTS, str(tmp_var)], capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split("\n")[:2] == ["accepted False False", "rejected True True"]
+
+
+def test_column_letters_are_openpyxl_s():
+    from openpyxl.utils import get_column_letter
+
+    from mailbot.workbook import get_column_letter as ours
+
+    assert [ours(i) for i in range(1, 18279)] == [get_column_letter(i) for i in range(1, 18279)]
+    for wrong in (0, -1, 18279):
+        with pytest.raises(ValueError):
+            ours(wrong)
