@@ -16,24 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import openpyxl
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.page import PageMargins
-from openpyxl.worksheet.properties import PageSetupProperties
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from . import codes, store, vocabulary
 from .config import OfficeConfig
 from .models import Row, Submission
+from .workbook import get_column_letter
+
+# openpyxl (10 MB) is imported where a sheet is written: the daemon filing mail never loads it.
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _SEVENTEEN_DIGITS = re.compile(r"[0-9]{17}")  # every ID number has them (after NFKC folding)
 KINDS = (vocabulary.KIND_INCENTIVE, vocabulary.KIND_PUNISHMENT, vocabulary.KIND_NONE, vocabulary.KIND_OTHER)
 UNKNOWN_FIELD = "未识别"
+ILLEGAL_CHARACTERS_RE = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")  # openpyxl's: XML cannot carry them
 
 # 汇总 columns (title, width); the export puts 所属期 in front.
 COLUMNS = (
@@ -43,9 +40,7 @@ COLUMNS = (
 )
 PERIOD_COLUMN = ("所属期", 9)
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
-HEADER_FONT = Font(bold=True)
-HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
-HEADING_FONT = Font(bold=True, size=14)
+HEADER_FILL = "DDEBF7"
 PORTRAIT_WIDTH = 100  # column width units that still print at full size across an A4 portrait page
 PAGE_FOOTER = "第&P页 共&N页"
 ROW_HEIGHT = 16  # points per line of 11 pt Chinese text (Noto CJK and 等线 both fit)
@@ -69,6 +64,8 @@ def xlsx_value(ws, value):
     """A value for a write-only sheet; a formula-looking text becomes a plain, quote-prefixed string."""
     if not unsafe_start(value):
         return value
+    from openpyxl.cell import WriteOnlyCell
+
     cell = WriteOnlyCell(ws, value=value)
     cell.data_type = "s"  # written as an inline string: no spreadsheet evaluates it
     cell.quotePrefix = True  # and Excel keeps it text when someone edits the cell
@@ -87,10 +84,13 @@ def csv_value(value) -> str:
 
 
 def header(ws, titles: Iterable[str]) -> list:
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Alignment, Font, PatternFill
+
     cells = []
     for title in titles:
         cell = WriteOnlyCell(ws, value=title)
-        cell.font, cell.fill = HEADER_FONT, HEADER_FILL
+        cell.font, cell.fill = Font(bold=True), PatternFill("solid", fgColor=HEADER_FILL)
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
         cells.append(cell)
     return cells
@@ -106,6 +106,9 @@ def printable(ws, *, landscape: bool, title_rows: int = 1, ruled: bool = False) 
     "第1页 共3页" at the foot; `ruled`: gridlines printed like a form's (rows are read across a
     wide page) and rows tall enough for Chinese text. Call before the first row is written: the
     fit-to-page flag and the row height are in the sheet's head."""
+    from openpyxl.worksheet.page import PageMargins
+    from openpyxl.worksheet.properties import PageSetupProperties
+
     if ruled:
         ws.print_options.gridLines = True
         ws.sheet_format.defaultRowHeight, ws.sheet_format.customHeight = ROW_HEIGHT, True
@@ -122,11 +125,14 @@ def printable(ws, *, landscape: bool, title_rows: int = 1, ruled: bool = False) 
 
 def heading(ws, text: str, columns: int, width: float) -> None:
     """The sheet's title row, merged across its columns: what it shows, for whom, as of when."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Alignment, Font
+
     ws.merged_cells.add(f"A1:{get_column_letter(columns)}1")
     lines = max(1, -(-text_width(text) * 14 // 11 // max(int(width) - 2, 1)))  # 14 pt on 11 pt columns
     ws.row_dimensions[1].height = 8 + 20 * lines
     cell = WriteOnlyCell(ws, value=text)
-    cell.font = HEADING_FONT
+    cell.font = Font(bold=True, size=14)
     cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
     ws.append([cell])
 
@@ -230,6 +236,8 @@ def in_force_rows(engine: Engine, office: OfficeConfig, period: str, until: dt.d
 
 def write_records(ws, records: Iterable[Record], period: str | None = None) -> int:
     """Append records to a sheet started with `COLUMNS` (and 所属期 first when `period` is given)."""
+    from openpyxl.cell import WriteOnlyCell
+
     count = 0
     lead = [period] if period else []
     for record in records:
@@ -257,6 +265,8 @@ def _batches(engine: Engine, office: OfficeConfig, periods: list[str]) -> Iterat
 
 
 def export_xlsx(engine: Engine, office: OfficeConfig, selector: str, path: Path) -> int:
+    import openpyxl
+
     wb = openpyxl.Workbook(write_only=True)
     ws = start_sheet(wb, "情况清单", (PERIOD_COLUMN, *COLUMNS))
     total = 0

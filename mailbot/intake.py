@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import traceback
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from . import faults, guard, letters, message, rules, store
@@ -36,6 +36,15 @@ def _rows(office: OfficeConfig, decision: Decision) -> list[Row]:
             derived=decision.checked.derived.get(row.row_no, {}),
         ))
     return out
+
+
+_ROW_COLUMNS = tuple(c.key for c in Row.__table__.columns if not c.primary_key)
+
+
+def _contents_of(session, submission_id: int) -> list:
+    """What `changes` compares of a version's rows, as plain named tuples (no ORM objects)."""
+    return list(session.execute(select(Row.entity, Row.matter, Row.date_raw, Row.usage, Row.measure)
+                                .where(Row.submission_id == submission_id).order_by(Row.row_no)).all())
 
 
 def changes(old: list[Row], new: list[Row]) -> dict[str, int]:
@@ -129,9 +138,11 @@ def commit(engine: Engine, office: OfficeConfig, fetched, sha: str, decision: De
 
 def _file(session, office: OfficeConfig, fetched, row: Message, part: Decision):
     """One checklist's submission and rows: (part, submission, the version it replaces, the changes)."""
-    versions = store.count_submissions(session, office.id, part.department.id, part.period)
     accepted = part.status == "accepted"
-    replaced = store.in_force(session, office.id, part.department.id, part.period) if accepted else None
+    if accepted:  # how many versions, and the one this replaces
+        versions, replaced = store.versions(session, office.id, part.department.id, part.period)
+    else:
+        versions, replaced = store.count_submissions(session, office.id, part.department.id, part.period), None
     # lateness belongs to the first accepted version: a later correction inherits it
     late = accepted and (replaced.late if replaced else
                          fetched.arrived >= deadline(part.period, office.schedule, office.office.tz))
@@ -152,8 +163,9 @@ def _file(session, office: OfficeConfig, fetched, row: Message, part: Decision):
     session.flush()
     for r in rows:
         r.submission_id = submission.id
-    session.add_all(rows)
-    diff = changes(store.rows_of(session, replaced.id), rows) if replaced is not None else None
+    if rows:  # one executemany: the ORM would send an INSERT a row (SQLite's RETURNING order is not sure)
+        session.execute(insert(Row.__table__), [{c: getattr(r, c) for c in _ROW_COLUMNS} for r in rows])
+    diff = changes(_contents_of(session, replaced.id), rows) if replaced is not None else None
     return part, submission, replaced, diff
 
 

@@ -11,18 +11,13 @@ from __future__ import annotations
 import io
 import math
 
-import openpyxl
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.chart import BarChart, Reference
-from openpyxl.chart.label import DataLabelList
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.pagebreak import Break
-
 from . import export, vocabulary
 from .export import KINDS, UNKNOWN_FIELD, text_width
 from .obligations import FILED, LATE, MISSING, REJECTED, STATE_ZH, parse_period
 from .tongbao import period_zh
+from .workbook import get_column_letter
+
+# openpyxl (10 MB) is imported where the workbook is written: the daemon filing mail never loads it.
 
 GROUPS = (
     ("措施类别", KINDS),
@@ -44,7 +39,6 @@ FILING_COLUMNS = (("单位", 32), ("状态", 12), ("报送时间", 17), ("逾期
                   ("零报告", 8))
 STAT_COLUMNS = (("分类", 12), ("项目", 24), ("记录数", 9), ("占比", 9))
 LINE_HEIGHT = export.ROW_HEIGHT
-WRAP = Alignment(wrap_text=True, vertical="top")
 FILLS = {LATE: "FFF2CC", REJECTED: "FCE4D6", MISSING: "FFC7CE", NIL: "DDEBF7"}
 YEAR_ZH = {FILED: "按时", NIL: "零报告", LATE: "逾期", REJECTED: "未通过", MISSING: "未报送", NOT_OWED: "—"}
 YEAR_TOTALS = (("按时报送", (FILED, NIL)), ("其中零报告", (NIL,)), ("逾期报送", (LATE,)),
@@ -69,9 +63,17 @@ def _lines(text, width: float) -> int:
     return max(1, math.ceil(text_width(text) / max(width - 1, 1))) if text else 1
 
 
+def _wrap():
+    from openpyxl.styles import Alignment
+
+    return Alignment(wrap_text=True, vertical="top")
+
+
 def _style(ws, **attrs):
     """A style (font, fill, alignment, number format) registered once and shared by the cells
     that have it: ten times faster than setting each cell's attributes."""
+    from openpyxl.cell import WriteOnlyCell
+
     cell = WriteOnlyCell(ws, value=None)
     for key, value in attrs.items():
         setattr(cell, key, value)
@@ -79,6 +81,8 @@ def _style(ws, **attrs):
 
 
 def _cell(ws, value, style):
+    from openpyxl.cell import WriteOnlyCell
+
     cell = WriteOnlyCell(ws, value=value)
     cell._style = style  # shared: a written cell is never changed again
     return cell
@@ -99,13 +103,17 @@ class _Rows:
     def note(self, text: str, first: int, last: int, width: float) -> None:
         """A sentence under a table, merged over its columns and wrapped: it must not widen the
         printed page."""
+        from openpyxl.cell import WriteOnlyCell
+
         self.ws.merged_cells.add(f"{get_column_letter(first)}{self.count + 1}:{get_column_letter(last)}{self.count + 1}")
         cell = WriteOnlyCell(self.ws, value=text)
-        cell.alignment = WRAP
+        cell.alignment = _wrap()
         self.append([None] * (first - 1) + [cell], _lines(text, width))
 
 
 def _fill(colour: str | None) -> dict:
+    from openpyxl.styles import PatternFill
+
     return {"fill": PatternFill("solid", fgColor=colour)} if colour else {}
 
 
@@ -114,7 +122,7 @@ def _fill(colour: str | None) -> dict:
 def _summary_sheet(wb, month) -> None:
     ws = export.start_sheet(wb, "汇总", SUMMARY_COLUMNS, title_text=title(month, "情况清单汇总"), ruled=True)
     widths = [w for _t, w in SUMMARY_COLUMNS]
-    styles = {fmt: _style(ws, alignment=WRAP, number_format=fmt) for fmt in ("General", "yyyy-mm-dd",
+    styles = {fmt: _style(ws, alignment=_wrap(), number_format=fmt) for fmt in ("General", "yyyy-mm-dd",
                                                                               export.DATETIME_FORMAT)}
     formats = ["yyyy-mm-dd" if t == "日期" else export.DATETIME_FORMAT if t == "报送时间" else "General"
                for t, _w in SUMMARY_COLUMNS]
@@ -135,7 +143,7 @@ def _summary_sheet(wb, month) -> None:
             for value, cell in zip(values, wrapped):
                 if export.unsafe_start(value):
                     cell = export.xlsx_value(ws, value)  # text, quote-prefixed: never a formula
-                    cell.alignment = WRAP
+                    cell.alignment = _wrap()
                 else:
                     cell.value = value
                 cells.append(cell)
@@ -147,9 +155,9 @@ def _summary_sheet(wb, month) -> None:
 
 def _filing_sheet(wb, month) -> None:
     ws = export.start_sheet(wb, "报送情况", FILING_COLUMNS, title_text=title(month, "情况清单报送情况"), ruled=True)
-    plain = _style(ws, alignment=WRAP)
-    stamp = _style(ws, alignment=WRAP, number_format=export.DATETIME_FORMAT)
-    states = {s: _style(ws, alignment=WRAP, **_fill(FILLS.get(s))) for s in STATE_ZH}
+    plain = _style(ws, alignment=_wrap())
+    stamp = _style(ws, alignment=_wrap(), number_format=export.DATETIME_FORMAT)
+    states = {s: _style(ws, alignment=_wrap(), **_fill(FILLS.get(s))) for s in STATE_ZH}
     rows = _Rows(ws, 2)
     for f in month.filings:
         rows.append([_cell(ws, f.name, plain), _cell(ws, f.state_zh, states[f.state]),
@@ -180,9 +188,11 @@ def _year_sheet(wb, month) -> None:
                        f"{cutoff(month)}）", len(columns), sum(w for _t, w in columns))
     ws.row_dimensions[2].height = LINE_HEIGHT * max(_lines(t, w) for t, w in columns)
     ws.append(export.header(ws, [t for t, _w in columns]))
+    from openpyxl.styles import Alignment
+
     center = Alignment(horizontal="center", vertical="top")
     marks = {m: _style(ws, alignment=center, **_fill(FILLS.get(m))) for m in YEAR_ZH}
-    name = _style(ws, alignment=WRAP)
+    name = _style(ws, alignment=_wrap())
     rows = _Rows(ws, 2)
     for line in month.year:
         totals = [sum(1 for p in closed if line.marks[p] in counted) for _t, counted in YEAR_TOTALS]
@@ -228,6 +238,9 @@ def nice_step(top: int) -> int:
 
 
 def _chart(ws, kind: str, heading: str, first: int, last: int, top: int):
+    from openpyxl.chart import BarChart, Reference
+    from openpyxl.chart.label import DataLabelList
+
     chart = BarChart()
     chart.type, chart.title, chart.legend, chart.style = kind, heading, None, 10
     chart.width, chart.height = 20, 15  # cm: beside its table on one landscape page
@@ -264,6 +277,9 @@ def chart_series(month) -> list[tuple[str, str, list[tuple[str, int]]]]:
 
 def _chart_sheet(wb, month) -> None:
     """Each chart on a landscape page of its own, beside the table it draws."""
+    from openpyxl.styles import Font
+    from openpyxl.worksheet.pagebreak import Break
+
     ws = wb.create_sheet("图表")
     for letter, width in zip("ABC", (22, 9, 3)):
         ws.column_dimensions[letter].width = width
@@ -319,7 +335,7 @@ def _department_stats_sheet(wb, month) -> None:
     names = {f.department_id: f.name for f in month.filings}
     for r in month.records:
         names.setdefault(r.department_id, r.department)
-    name = _style(ws, alignment=WRAP)
+    name = _style(ws, alignment=_wrap())
     rows = _Rows(ws, 3)
     for dept, dept_name in names.items():
         counts = stats.by_department.get(dept, {})
@@ -330,6 +346,8 @@ def _department_stats_sheet(wb, month) -> None:
 
 
 def workbook(month) -> bytes:
+    import openpyxl
+
     wb = openpyxl.Workbook(write_only=True)
     _summary_sheet(wb, month)
     _filing_sheet(wb, month)

@@ -258,6 +258,17 @@ def count_submissions(session: Session, office: str, department_id: str, period:
         Submission.period == period)).one()[0]
 
 
+def versions(session: Session, office: str, department_id: str, period: str) -> tuple[int, Submission | None]:
+    """`count_submissions` and `in_force` together, in one query once a version is in force."""
+    same = (Submission.office == office, Submission.department_id == department_id, Submission.period == period)
+    count = select(func.count(Submission.id)).where(*same).scalar_subquery()
+    found = session.execute(select(Submission, count).where(*same, Submission.accepted.is_(True))
+                            .order_by(Submission.id.desc()).limit(1)).first()
+    if found is None:
+        return count_submissions(session, office, department_id, period), None
+    return found[1], found[0]
+
+
 def rows_of(session: Session, submission_id: int) -> list[Row]:
     return list(session.exec(select(Row).where(Row.submission_id == submission_id).order_by(Row.row_no)).scalars().all())
 

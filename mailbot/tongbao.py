@@ -15,23 +15,14 @@ import itertools
 from dataclasses import dataclass, field
 from io import BytesIO
 
-from docx import Document
-from docx.enum.table import WD_TABLE_ALIGNMENT
-from docx.enum.text import WD_ALIGN_PARAGRAPH, WD_LINE_SPACING, WD_TAB_ALIGNMENT
-from docx.opc.constants import RELATIONSHIP_TYPE as RT
-from docx.oxml import OxmlElement
-from docx.oxml.ns import qn
-from docx.shared import Mm, Pt, RGBColor
-
 from . import config
 from .obligations import FILED, LATE, MISSING, REJECTED, STATE_ZH, Standing, days_late, parse_period
 
 TITLE_FONT, HEADING_FONT, BODY_FONT, KAI_FONT = "方正小标宋简体", "黑体", "仿宋_GB2312", "楷体_GB2312"
 PAGE_NUMBER_FONT = "宋体"
 SUBSTITUTES = {TITLE_FONT: "宋体", BODY_FONT: "仿宋", KAI_FONT: "楷体"}  # Word's choice when one is missing
-RED = RGBColor(0xFF, 0x00, 0x00)
 BODY_SIZE, TABLE_SIZE, NOTE_SIZE, TITLE_SIZE = 16, 12, 14, 22  # 3号, 小四, 4号, 2号
-LINE = Pt(28.95)  # 22 lines on the 225 mm 版心
+LINE_PT = 28.95  # 22 lines on the 225 mm 版心
 TEXT_WIDTH_PT = 156 / 25.4 * 72  # the 版心 is 156 mm wide
 TITLE_CAPACITY = 19  # full-width characters per title line, one short of what fits, for font differences
 # Where a property element goes among its siblings: Word refuses a file whose order is off.
@@ -191,6 +182,22 @@ def compose(office: config.OfficeConfig, period: str, by_dept: dict[str, Standin
 
 # --- the document --------------------------------------------------------------------------------
 
+def _load_docx() -> None:
+    """python-docx and lxml (10 MB) are imported when a draft is written (`build`), not by a
+    daemon that only files mail: its names become this module's as a top-level import's would."""
+    global Document, WD_TABLE_ALIGNMENT, WD_ALIGN_PARAGRAPH, WD_LINE_SPACING, WD_TAB_ALIGNMENT, RT
+    global OxmlElement, qn, Mm, Pt, RGBColor, RED, LINE
+    from docx import Document
+    from docx.enum.table import WD_TABLE_ALIGNMENT
+    from docx.enum.text import WD_ALIGN_PARAGRAPH, WD_LINE_SPACING, WD_TAB_ALIGNMENT
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+    from docx.shared import Mm, Pt, RGBColor
+
+    RED, LINE = RGBColor(0xFF, 0x00, 0x00), Pt(LINE_PT)
+
+
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
@@ -231,7 +238,10 @@ def _run(paragraph, text: str, font: str = BODY_FONT, size: float = BODY_SIZE, c
 
 
 def _paragraph(container, text: str = "", font: str = BODY_FONT, size: float = BODY_SIZE, *, indent: bool = True,
-               align=WD_ALIGN_PARAGRAPH.JUSTIFY, line=LINE, right_indent: float = 0, left_indent: float = 0):
+               align=None, line=None, right_indent: float = 0, left_indent: float = 0):
+    """`align` justified and `line` the grid's `LINE` unless given."""
+    align = WD_ALIGN_PARAGRAPH.JUSTIFY if align is None else align
+    line = LINE if line is None else line
     p = container.add_paragraph()
     fmt = p.paragraph_format
     fmt.line_spacing_rule = WD_LINE_SPACING.EXACTLY
@@ -494,6 +504,7 @@ def _colophon(doc, data: Tongbao) -> None:
 
 def build(data: Tongbao) -> bytes:
     """The draft as .docx bytes."""
+    _load_docx()
     doc = Document()
     _setup(doc, data)
     _footers(doc)

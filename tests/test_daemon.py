@@ -104,3 +104,36 @@ def test_the_sender_delivers_while_the_poll_loop_backs_off(setup):
         loop.sender.nudge()
         sender.join(timeout=10)
     assert not sender.is_alive()
+
+
+_RUN_AND_LIST_IMPORTS = r'''
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write("\n".join(sorted(sys.modules))))
+sys.argv[0] = "mailbot"
+runpy.run_module("mailbot", run_name="__main__", alter_sys=True)  # as `python -m mailbot`
+'''
+
+
+def test_a_daemon_that_files_mail_never_loads_the_document_writers(mailbox_account, smtp_server, tmp_var):
+    """openpyxl, python-docx and lxml (some 10 MB of the daemon's main process) are imported
+    where the digest's workbook, an export or a 通报 draft is written: filing a checklist and
+    answering it needs none of them."""
+    path = factory.write_config(tmp_var / "mailbot.yaml", factory.config_dict(mailbox_account, smtp_server, tmp_var))
+    env = {**os.environ, "TEST_IMAP_PASSWORD": mailbox_account.password}
+    listed = tmp_var / "modules.txt"
+    proc = subprocess.Popen([sys.executable, "-c", _RUN_AND_LIST_IMPORTS, str(listed), "--config", str(path), "run"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        mailbox_account.append(factory.mail(), date=factory.ON_TIME)
+        smtp_server.wait_for(1, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    modules = set(listed.read_text().split())
+    assert {"mailbot.daemon", "mailbot.intake", "mailbot.schedule", "mailbot.digest"} <= modules
+    assert smtp_server.messages[0].rcpt_tos == ("scjgj@example.gov.cn",)
+    assert not {"openpyxl", "docx", "lxml"} & {m.split(".")[0] for m in modules}

@@ -122,6 +122,13 @@ def test_plain_text_is_left_alone_and_id_numbers_are_masked():
     assert export.safe_text("bell\x07 ok") == "bell ok"
 
 
+def test_the_characters_dropped_are_those_openpyxl_refuses():
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    every = "".join(map(chr, range(0x20000)))
+    assert export.ILLEGAL_CHARACTERS_RE.sub("", every) == ILLEGAL_CHARACTERS_RE.sub("", every)
+
+
 def test_week_window_is_anchored_on_the_configured_day(setup):
     monday = dt.datetime(2026, 11, 23, 9, 0, tzinfo=CST)
     wednesday = dt.datetime(2026, 11, 25, 18, 0, tzinfo=CST)

@@ -92,3 +92,29 @@ def test_readers_never_see_database_locked_while_writers_write(tmp_var):
     assert errors == []
     with store.reading(store.open_engine(url)) as s:
         assert s.exec(text("select count(*) from submission")).one()[0] == 300
+
+
+def test_versions_is_the_count_and_the_version_in_force(tmp_var):
+    """`versions` (one query for intake) answers as `count_submissions` and `in_force` do, before
+    any version, with only rejected ones, and as versions are accepted and rejected, per slot."""
+    engine = store.connect(f"sqlite:///{tmp_var}/m.db")
+    slot = ("o", "d", "2026-11")
+    with store.writing(engine) as s:
+        m = Message(office="o", folder="INBOX", uidvalidity=1, uid=1, sha256="x")
+        s.add(m)
+        s.flush()
+        s.add(Submission(office="o", message_pk=m.id, department_id="d", period="2026-10", accepted=True))
+        s.add(Submission(office="o", message_pk=m.id, department_id="e", period="2026-11", accepted=True))
+        s.add(Submission(office="p", message_pk=m.id, department_id="d", period="2026-11", accepted=True))
+    seen = []
+    for accepted in (None, False, True, False, True, False):
+        with store.writing(engine) as s:
+            if accepted is not None:
+                s.add(Submission(office="o", message_pk=m.id, department_id="d", period="2026-11", accepted=accepted))
+                s.flush()
+            count, current = store.versions(s, *slot)
+            want = store.in_force(s, *slot)
+            assert count == store.count_submissions(s, *slot)
+            assert (current.id if current else None) == (want.id if want else None)
+            seen.append((count, current is not None))
+    assert seen == [(0, False), (1, False), (2, True), (3, True), (4, True), (5, True)]
