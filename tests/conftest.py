@@ -55,6 +55,22 @@ def pytest_configure(config):
     settings.load_profile(chosen)
 
 
+# A test skipped because a Debian package is missing says `apt-get install <package>` in its
+# reason. Locally that is a skip; where MAILBOT_REQUIRE_INSTALLED=1 (.ci/run sets it) it is a
+# failure, so that a missing install step in CI cannot hide behind a green run.
+MISSING_INSTALL = "apt-get install"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if (report.skipped and os.environ.get("MAILBOT_REQUIRE_INSTALLED") == "1"
+            and MISSING_INSTALL in str(report.longrepr)):
+        report.outcome = "failed"
+        report.longrepr = f"required here (MAILBOT_REQUIRE_INSTALLED=1), but skipped: {report.longrepr}"
+
+
 @pytest.fixture(scope="session")
 def dovecot_server():
     """One Dovecot for the session (plain IMAP on ``.port``, implicit TLS on ``.tls_port``)."""

@@ -778,7 +778,7 @@ def test_cpython_email_corpus_through_parse_classify_and_decide(pipeline):
     as it is and as if a department sent it, ends in a known state."""
     files = _corpus()
     if not files:
-        pytest.skip(f"{CPYTHON_MAIL} absent: install the Debian package libpython3.11-testsuite")
+        pytest.skip(f"{CPYTHON_MAIL} absent: apt-get install libpython3.11-testsuite")
     office = pipeline.office
     seen = {"as sent": collections.Counter(), "from a department": collections.Counter()}
     for path in files:
