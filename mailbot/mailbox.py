@@ -65,9 +65,20 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class _Plain(imaplib.IMAP4):
-    """imaplib whose socket the connection's Watch holds from the moment it exists."""
+class _Watched:
+    """imaplib whose socket the connection's Watch holds from the moment it exists, and lets go
+    of with the session."""
 
+    watch: Watch
+
+    def shutdown(self):
+        try:
+            super().shutdown()
+        finally:
+            self.watch.close()
+
+
+class _Plain(_Watched, imaplib.IMAP4):
     def __init__(self, watch: Watch, host: str, port: int, timeout: float):
         self.watch = watch
         super().__init__(host, port, timeout)
@@ -77,14 +88,8 @@ class _Plain(imaplib.IMAP4):
         self.watch.at = "greeting"
         return sock
 
-    def shutdown(self):
-        try:
-            super().shutdown()
-        finally:
-            self.watch.close()
 
-
-class _Tls(imaplib.IMAP4_SSL):
+class _Tls(_Watched, imaplib.IMAP4_SSL):
     def __init__(self, watch: Watch, host: str, port: int, timeout: float, ssl_context):
         self.watch = watch
         super().__init__(host, port, ssl_context=ssl_context, timeout=timeout)
@@ -95,12 +100,6 @@ class _Tls(imaplib.IMAP4_SSL):
         sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
         self.watch.at = "greeting"
         return sock
-
-    def shutdown(self):
-        try:
-            super().shutdown()
-        finally:
-            self.watch.close()
 
 
 class _Session(BaseMailBox):
