@@ -419,6 +419,42 @@ def test_two_senders_at_once_never_send_a_mail_twice(setup):
     assert len({m.message["Message-ID"] for m in setup.smtp.messages}) == 12
 
 
+@pytest.mark.config(replies={"daily_cap_per_sender": 100})
+def test_a_backlog_goes_out_over_one_connection_and_one_move_a_folder(setup, monkeypatch):
+    """bench_pipeline: a connection (connect, EHLO, QUIT) for every claim of five mails and a
+    MOVE for every mail were a fifth of a backlog's time. Now the sender keeps its connection from
+    batch to batch (renewed after outbox.MAILS_PER_LINE mails) and a batch's mails leave INBOX
+    in one MOVE for each folder."""
+    from mailbot import mailbox, outbox
+    moves = []
+    real_move = mailbox.Mailbox._move
+    monkeypatch.setattr(mailbox.Mailbox, "_move", lambda self, uids, folder: (moves.append((uids, folder)),
+                                                                              real_move(self, uids, folder)))
+    for i in range(12):
+        setup.account.append(factory.mail(message_id=f"<b{i}@example.gov.cn>", attachments=(("清单.xlsx", factory.checklist_xlsx(
+            report_date=dt.date(2026, 11, 1 + i)), factory.XLSX),)), date=factory.ON_TIME)
+    setup.account.append(factory.mail(message_id="<stranger@example.com>", sender="stranger@example.com"),
+                         date=factory.ON_TIME)
+    setup.smtp.down()
+    setup.poll()
+    assert moves == [(",".join(map(str, range(1, 13))), "已处理"), ("13", "待人工处理")], moves
+    assert setup.account.uids("INBOX") == []
+    setup.smtp.up()
+    connections = setup.smtp.connections
+    with store.writing(setup.engine) as s:
+        for out in s.exec(select(Outgoing)).scalars():
+            out.next_attempt_at = out.created_at
+    assert runner.deliver_all_due(setup.engine, setup.office) == 12
+    assert setup.smtp.connections - connections == 1, "12 mails, claimed five at a time, over one connection"
+    monkeypatch.setattr(outbox, "MAILS_PER_LINE", 5)
+    for i in range(12, 24):
+        setup.account.append(factory.mail(message_id=f"<b{i}@example.gov.cn>", attachments=(("清单.xlsx", factory.checklist_xlsx(
+            report_date=dt.date(2026, 11, i - 11), unit=f"第{i}单位"), factory.XLSX),)), date=factory.ON_TIME)
+    connections = setup.smtp.connections
+    setup.poll()
+    assert len(setup.smtp.messages) == 24 and setup.smtp.connections - connections == 3, "renewed after five"
+
+
 def test_idle_wakes_for_mail_that_arrived_before_it_started(setup):
     """Mail appended between our last command and IDLE is announced as IDLE starts; it may sit
     in imaplib's buffer, where select() cannot see it: IDLE must still return at once."""
