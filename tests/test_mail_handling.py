@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import time
 from pathlib import Path
 
 import pytest
 import time_machine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from mailbot import intake, message, runner, store
@@ -41,6 +44,36 @@ def test_every_mail_fixture_has_its_expectation_and_no_expectation_is_orphaned()
     fixtures = expect_mails.names()
     expectations = sorted(p.name.removesuffix(expect_mails.SUFFIX) for p in MAIL.glob(f"*{expect_mails.SUFFIX}"))
     assert expectations == fixtures and len(fixtures) >= 18
+
+
+def _parsed_three_ways(raws: list[bytes]) -> tuple[list, list, list]:
+    """Parsed; parsed again (the header objects from message._fetched); parsed with that cache
+    bypassed (message._REMEMBERED below any length)."""
+    cached = [message.parse(raw) for raw in raws]
+    again = [message.parse(raw) for raw in raws]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(message, "_REMEMBERED", -1)
+        plain = [message.parse(raw) for raw in raws]
+    return cached, again, plain
+
+
+def test_remembered_header_objects_change_nothing():
+    """message._fetched keeps each parsed header (the email package parsed a Content-Type nine
+    times a mail): every mail fixture parses to the same Mail without it."""
+    cached, again, plain = _parsed_three_ways([fixture(n) for n in expect_mails.names()])
+    assert cached == again == plain
+
+
+_PRINTABLE = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(subject=_PRINTABLE, name=_PRINTABLE, filename=_PRINTABLE.filter(bool))
+def test_remembered_header_objects_change_nothing_for_random_headers(subject, name, filename):
+    raw = factory.mail(subject=subject, sender=email.utils.formataddr((name, "scjgj@example.gov.cn")),
+                       attachments=((filename, b"x", factory.XLSX),))
+    cached, again, plain = _parsed_three_ways([raw])
+    assert cached == again == plain
 
 
 GBK_ONLY = ("gb2312_label_rfc2047.eml", "gb2312_label_rfc2231.eml", "gbk_raw_8bit.eml")
