@@ -71,7 +71,8 @@ def cmd_run(args) -> int:
     from .store import connect
 
     cfg = _load(args)
-    daemon = Daemon(cfg, connect(cfg.database.url), [_office(args, cfg)] if args.office else None)
+    engine = connect(cfg.database.url, apart=True)  # the daemon never holds alembic
+    daemon = Daemon(cfg, engine, [_office(args, cfg)] if args.office else None)
     daemon.install_signals()
     daemon.run()
     return 0

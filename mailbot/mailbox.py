@@ -297,28 +297,29 @@ class Mailbox:
                                   _internaldate(item[0]), again=again)
 
     # -- writing ------------------------------------------------------------------------------
-    def move(self, uid: int, folder: str) -> None:
-        """MOVE where offered; else COPY, flag \\Deleted and expunge only this UID (UIDPLUS)."""
+    def move(self, uids: list[int], folder: str) -> None:
+        """MOVE `uids` (one command) where offered; else COPY, flag \\Deleted and expunge only
+        these UIDs (UIDPLUS)."""
         if self.readonly:
             raise imaplib.IMAP4.error("read-only session: no move")
         within = self.fence() if self.fence is not None else None  # LeaseLost: the mail stays where it is
-        with self._stage("MOVE", within=within):
-            self._move(uid, folder)
+        with self._stage(f"MOVE of {len(uids)} message(s)", within=within):
+            self._move(",".join(map(str, uids)), folder)
 
-    def _move(self, uid: int, folder: str) -> None:
+    def _move(self, uids: str, folder: str) -> None:
         client = self.box.client
         target = encode_folder(folder)
         if "MOVE" in self.capabilities:
-            typ, data = client.uid("MOVE", str(uid), target)
+            typ, data = client.uid("MOVE", uids, target)
             if typ == "OK":
                 return
             raise imaplib.IMAP4.error(f"MOVE failed: {data!r}")
-        typ, data = client.uid("COPY", str(uid), target)
+        typ, data = client.uid("COPY", uids, target)
         if typ != "OK":
             raise imaplib.IMAP4.error(f"COPY failed: {data!r}")
-        client.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+        client.uid("STORE", uids, "+FLAGS.SILENT", r"(\Deleted)")
         if "UIDPLUS" in self.capabilities:
-            client.uid("EXPUNGE", str(uid))
+            client.uid("EXPUNGE", uids)
         else:
             client.expunge()
 

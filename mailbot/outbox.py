@@ -32,6 +32,8 @@ from .models import Outgoing, utcnow
 log = logging.getLogger("mailbot.outbox")
 MAX_BACKOFF = dt.timedelta(hours=6)
 CLAIM_BATCH = 5  # mails claimed at a time: what a sender that dies leaves waiting for its lease
+_TABLE = Outgoing.__table__
+MAILS_PER_LINE = 100  # mails over one SMTP connection before it is renewed
 LEASE_MARGIN_SECONDS = 30
 RECORD_SENT_SECONDS = 120  # how long a sent mail's record waits for the database (a restart takes less)
 SPAM = re.compile(r"\bDT:SPM\b", re.I)  # NetEase: "554 DT:SPM 126 smtp2, message rejected as spam"
@@ -208,9 +210,9 @@ def _claim(engine: Engine, office: OfficeConfig, limit: int) -> list[Outgoing]:
 
 def _begin(engine: Engine, mail: Outgoing) -> None:
     """Durably: this mail's end of DATA is about to go out (raises _Taken if the lease was lost)."""
-    with store.writing(engine) as session:
-        taken = session.execute(update(Outgoing).where(
-            Outgoing.id == mail.id, Outgoing.status == "pending", Outgoing.next_attempt_at == mail.next_attempt_at,
+    with store.updating(engine) as conn:
+        taken = conn.execute(update(_TABLE).where(
+            _TABLE.c.id == mail.id, _TABLE.c.status == "pending", _TABLE.c.next_attempt_at == mail.next_attempt_at,
         ).values(status="sending", attempted_at=utcnow())).rowcount
     if taken != 1:
         raise _Taken(mail.message_id)
@@ -220,8 +222,8 @@ def _begin(engine: Engine, mail: Outgoing) -> None:
 def _record(engine: Engine, mail_id: int, **changes) -> None:
     """One UPDATE, no ORM round trip: after the end of DATA every instant until it is committed
     is one in which a kill leaves the mail `uncertain`."""
-    with store.writing(engine) as session:
-        session.execute(update(Outgoing).where(Outgoing.id == mail_id).values(**changes))
+    with store.updating(engine) as conn:
+        conn.execute(update(_TABLE).where(_TABLE.c.id == mail_id).values(**changes))
 
 
 def _retry(engine: Engine, office: OfficeConfig, mail: Outgoing, error: str, *, spam: bool = False) -> None:
@@ -262,14 +264,46 @@ def _refused(engine: Engine, office: OfficeConfig, mail: Outgoing, codes: list[i
     return False
 
 
-def deliver_batch(engine: Engine, office: OfficeConfig, *, sent_copy=None, clock=utcnow, stop=None) -> int:
-    """Send one batch of what is due (at most CLAIM_BATCH mails, within the rate limit) over one
-    connection; returns how many were sent (runner.deliver_all_due repeats it until none is due).
+class Line:
+    """One SMTP connection for batch after batch (runner.deliver_all_due): opened when a batch
+    has mail, given up after an error, renewed after MAILS_PER_LINE mails. A connection a
+    batch (of CLAIM_BATCH) spent a connect, EHLO and QUIT on every fifth mail of a backlog."""
+
+    def __init__(self, cfg: Smtp):
+        self.cfg, self.smtp, self.mails = cfg, None, 0
+
+    def open(self) -> _Watched:
+        if self.smtp is not None and self.mails >= MAILS_PER_LINE:
+            self.close()
+        if self.smtp is None:
+            self.smtp, self.mails = connect(self.cfg), 0
+        return self.smtp
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            smtp, self.smtp = self.smtp, None
+            close(smtp, self.cfg)
+
+    def __enter__(self) -> "Line":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+
+def deliver_batch(engine: Engine, office: OfficeConfig, *, line: Line | None = None, sent_copy=None, clock=utcnow,
+                  stop=None) -> int:
+    """Send one batch of what is due (at most CLAIM_BATCH mails, within the rate limit) over
+    `line` (default: a connection of its own, closed after the batch); returns how many were
+    sent (runner.deliver_all_due repeats it until none is due, over one Line).
 
     `sent_copy(raw)` (optional) appends each sent mail to the Sent folder, once the batch is
     sent. `clock` stamps sent_at (the demo's own month); leases and retries keep to real time.
     `stop()` (optional) ends the batch between two mails.
     """
+    if line is None:
+        with Line(office.smtp) as own:
+            return deliver_batch(engine, office, line=own, sent_copy=sent_copy, clock=clock, stop=stop)
     if paused_until(engine, office) is not None:
         return 0
     budget = office.smtp.rate_per_minute - _sent_last_minute(engine, office, clock())
@@ -279,7 +313,7 @@ def deliver_batch(engine: Engine, office: OfficeConfig, *, sent_copy=None, clock
     if not due:
         return 0
     try:
-        smtp = connect(office.smtp)
+        smtp = line.open()
     except (OSError, smtplib.SMTPException) as exc:
         for mail in due:
             _retry(engine, office, mail, f"connect: {exc}")
@@ -291,12 +325,15 @@ def deliver_batch(engine: Engine, office: OfficeConfig, *, sent_copy=None, clock
                 _release(engine, due[index:])
                 break
             outcome = _send(engine, office, smtp, mail, due[index + 1:], clock, stop)
+            line.mails += 1
             if outcome == SENT:
                 done.append(mail)
             elif outcome == STOP:
+                line.close()  # the connection is gone, or the office pauses
                 break
-    finally:
-        close(smtp, office.smtp)
+    except BaseException:
+        line.close()
+        raise
     for mail in done if sent_copy is not None else []:
         try:
             sent_copy(mail.raw)

@@ -41,17 +41,41 @@ def _mark_moved(engine: Engine, messages: list[Message], now: dt.datetime) -> No
         session.execute(update(Message).where(Message.id.in_([m.id for m in messages])).values(moved_at=now))
 
 
-def _move(box: Mailbox, engine: Engine, office: OfficeConfig, uid: int, message: Message) -> bool:
-    """Move one message whose outcome is committed. An unexpected failure (not the network's)
-    sends it to the quarantine folder instead, its outcome standing; failing that too, the next
-    poll tries again."""
-    if message.destination == box.selected:  # left where it is: not ours
-        return False
-    store.check_file(engine)  # its outcome went into the file this process opened: is that still the database?
+def _move(box: Mailbox, engine: Engine, office: OfficeConfig, batch: list[tuple[int, Message]]) -> list[Message]:
+    """Move messages whose outcomes are committed, (uid, row) pairs: one MOVE a folder (a MOVE a
+    mail took a sixth of a backlog's time). Where a folder's MOVE fails unexpectedly (not the
+    network's) its mails are moved one by one, and one that fails again goes to the quarantine
+    folder instead, its outcome standing; failing that too, the next poll tries again. Returns
+    the rows moved."""
+    folders: dict[str, list[tuple[int, Message]]] = {}
+    for uid, message in batch:
+        if message.destination != box.selected:  # left where it is: not ours
+            folders.setdefault(message.destination, []).append((uid, message))
+    moved = []
+    for folder, group in folders.items():
+        store.check_file(engine)  # their outcomes went into the file this process opened: is that still the database?
+        if len(group) > 1:
+            try:
+                with guard.step("move"):
+                    for _uid, message in group:
+                        faults.crash_point("before_move", message.message_id.encode())
+                    box.move([uid for uid, _message in group], folder)
+            except guard.StepFailed as failure:
+                log.warning("MOVE of %d messages to %s failed (%s); moving them one by one", len(group), folder,
+                            failure)
+            else:
+                faults.crash_point("after_move")
+                moved += [message for _uid, message in group]
+                continue
+        moved += [message for uid, message in group if _move_one(box, engine, office, uid, message)]
+    return moved
+
+
+def _move_one(box: Mailbox, engine: Engine, office: OfficeConfig, uid: int, message: Message) -> bool:
     try:
         with guard.step("move"):
             faults.crash_point("before_move", message.message_id.encode())
-            box.move(uid, message.destination)
+            box.move([uid], message.destination)
     except guard.StepFailed as failure:
         quarantine = office.imap.quarantine_folder
         log.error("message=<%s> uid=%s move to %s failed (%s)%s", message.message_id, uid, message.destination,
@@ -61,7 +85,7 @@ def _move(box: Mailbox, engine: Engine, office: OfficeConfig, uid: int, message:
             return False
         try:
             with guard.step("move"):
-                box.move(uid, quarantine)
+                box.move([uid], quarantine)
         except guard.StepFailed as again:
             log.error("message=<%s> uid=%s move to %s failed too (%s); the next poll tries again",
                       message.message_id, uid, quarantine, again)
@@ -75,7 +99,7 @@ def _finish_moves(box: Mailbox, engine: Engine, office: OfficeConfig, result: Po
     """Move what was committed but not moved (the move failed, or the process died before it)."""
     with store.reading(engine) as session:
         unmoved = store.unmoved(session, office.id, box.selected, box.uidvalidity)
-    moved = [m for m in unmoved if _move(box, engine, office, m.uid, m)]
+    moved = _move(box, engine, office, [(m.uid, m) for m in unmoved])
     _mark_moved(engine, moved, clock())
     result.moved += len(moved)
 
@@ -155,7 +179,7 @@ def _commit(box: Mailbox, engine: Engine, office: OfficeConfig, fetched, results
     decided = results(stop)
     if decided is None:  # stopping while the workers decide: nothing of the batch is committed
         return False
-    moved = []
+    done = []
     complete = True
     for item, (sha, decision) in zip(fetched, decided):
         if stop():
@@ -166,8 +190,8 @@ def _commit(box: Mailbox, engine: Engine, office: OfficeConfig, fetched, results
         log.info("message=<%s> uid=%s from=%s status=%s reason=%s", row.message_id, item.uid, row.sender,
                  row.status, row.reason or "-")
         result.handled += 1
-        if _move(box, engine, office, item.uid, row):
-            moved.append(row)
+        done.append((item.uid, row))
+    moved = _move(box, engine, office, done)
     _mark_moved(engine, moved, clock())
     result.moved += len(moved)
     return complete
@@ -266,17 +290,18 @@ class _SentCopies:
 
 def deliver_all_due(engine: Engine, office: OfficeConfig, box: Mailbox | None = None,
                     clock: Callable[[], dt.datetime] = utcnow, stop=lambda: False) -> int:
-    """Send everything due now, batch after batch (outbox.deliver_batch) until none is due or
-    `stop()`; returns how many mails were sent."""
+    """Send everything due now, batch after batch (outbox.deliver_batch) over one connection,
+    until none is due or `stop()`; returns how many mails were sent."""
     copies = _SentCopies(office, box) if office.imap.sent_folder else None
     total = 0
     try:
-        while not stop():
-            store.check_file(engine)
-            sent = outbox.deliver_batch(engine, office, sent_copy=copies, clock=clock, stop=stop)
-            total += sent
-            if sent == 0:
-                break
+        with outbox.Line(office.smtp) as line:
+            while not stop():
+                store.check_file(engine)
+                sent = outbox.deliver_batch(engine, office, line=line, sent_copy=copies, clock=clock, stop=stop)
+                total += sent
+                if sent == 0:
+                    break
     finally:
         if copies is not None:
             copies.close()

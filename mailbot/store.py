@@ -7,6 +7,7 @@ transactions that start with BEGIN IMMEDIATE so two writers queue instead of fai
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -14,10 +15,8 @@ import weakref
 from pathlib import Path
 from typing import Iterator
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import event, func, inspect, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, create_engine
 
@@ -25,6 +24,7 @@ from .errors import MailbotError
 from .guard import Infrastructure
 from .models import Message, Outgoing, Row, Submission
 
+log = logging.getLogger("mailbot.store")
 BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_SECONDS = 5
 PG_UNACKED_MS = 10_000
@@ -129,13 +129,56 @@ def has_table(engine: Engine, name: str) -> bool:
     return inspect(engine).has_table(name)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (alembic); harmless when already there."""
+HEAD = "0004_leases"  # the newest migration's revision (tests/test_store.py checks it is alembic's head)
+
+
+def revision(engine: Engine) -> str | None:
+    """The schema's revision, read without alembic; None before the first migration."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
+def migrate(engine: Engine, *, apart: bool = False) -> None:
+    """Bring the schema to the newest revision (alembic); when it is there already, alembic is
+    not even imported. `apart`: upgrade in a process of its own. alembic brings mako and
+    pygments along, 15 MB that a long-running daemon never gives back."""
+    was = revision(engine)
+    if was == HEAD:
+        return
+    if not apart:
+        _upgrade(engine)
+        return
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(
+        target=_upgrade_apart, args=(engine.url.render_as_string(hide_password=False),), name="mailbot-migrate")
+    child.start()
+    child.join()  # an error's traceback is on stderr, from the child
+    if child.exitcode != 0 or revision(engine) != HEAD:
+        raise MailbotError(f"数据库结构升级失败（升级进程退出码 {child.exitcode}），原因见上方日志；"
+                           "请修复后重新启动 mailbot。")
+    log.info("database schema upgraded from %s to %s (in a process of its own)", was or "nothing", HEAD)
+
+
+def _upgrade(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def _upgrade_apart(url: str) -> None:
+    engine = open_engine(url)
+    try:
+        _upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 class NoDatabase(MailbotError):
@@ -161,17 +204,17 @@ def exists(url: str) -> bool:
             is not None
 
 
-def connect(url: str, *, create: bool = True) -> Engine:
-    """The database, migrated to the newest schema. `create=False`, for the commands that only
-    read (status, digest, export): a database that does not exist yet raises NoDatabase, and no
-    file, directory or table is made."""
+def connect(url: str, *, create: bool = True, apart: bool = False) -> Engine:
+    """The database, migrated to the newest schema (`apart`: see migrate). `create=False`, for
+    the commands that only read (status, digest, export): a database that does not exist yet
+    raises NoDatabase, and no file, directory or table is made."""
     if not create and not exists(url):
         where = make_url(url).render_as_string(hide_password=True)
         raise NoDatabase(f"数据库 {where} 还不存在：mailbot 还没有在这里收取过邮件，没有可以查询的记录。"
                          "请确认 --config 指定的配置文件（database.url）和当前工作目录是否正确；"
                          "首次使用请先运行 mailbot poll 或启动服务（mailbot run）。")
     engine = open_engine(url)
-    migrate(engine)
+    migrate(engine, apart=apart)
     return engine
 
 
@@ -186,22 +229,39 @@ def writing(engine: Engine) -> Iterator[Session]:
             with session.begin():
                 yield session
         return
-    with _writer_lock(engine):
-        with Session(engine.execution_options(sqlite_immediate=True), expire_on_commit=False) as session:
+    lock, immediate = _writer(engine)
+    with lock:
+        with Session(immediate, expire_on_commit=False) as session:
             with session.begin():
                 yield session
 
 
-_WRITERS: "weakref.WeakKeyDictionary[Engine, threading.RLock]" = weakref.WeakKeyDictionary()
+@contextlib.contextmanager
+def updating(engine: Engine) -> Iterator[Connection]:
+    """`writing` for a statement or two of Core (no ORM session): the outbox's marks before and
+    after each mail's end of DATA, which the ORM made three times as dear as the UPDATE."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    lock, immediate = _writer(engine)
+    with lock:
+        with immediate.begin() as conn:
+            yield conn
+
+
+_WRITERS: "weakref.WeakKeyDictionary[Engine, tuple[threading.RLock, Engine]]" = weakref.WeakKeyDictionary()
 _WRITERS_LOCK = threading.Lock()
 
 
-def _writer_lock(engine: Engine) -> threading.RLock:
+def _writer(engine: Engine) -> tuple[threading.RLock, Engine]:
+    """The SQLite engine's lock for the threads of this process, and the engine beginning with
+    BEGIN IMMEDIATE (made once: execution_options builds a new engine object each call)."""
     with _WRITERS_LOCK:
-        lock = _WRITERS.get(engine)
-        if lock is None:
-            lock = _WRITERS[engine] = threading.RLock()
-        return lock
+        writer = _WRITERS.get(engine)
+        if writer is None:
+            writer = _WRITERS[engine] = (threading.RLock(), engine.execution_options(sqlite_immediate=True))
+        return writer
 
 
 @contextlib.contextmanager

@@ -1028,6 +1028,7 @@ class _SMTP(SMTP):
 
     def connection_made(self, transport):
         super().connection_made(transport)
+        self._capture.connections += 1
         if self._capture._take_fault("drop", "connect"):
             transport.close()
 
@@ -1052,6 +1053,7 @@ class SmtpCapture:
         self._burst: tuple[int, float, str] | None = None  # (messages, seconds, reply)
         self._accepted_at: list[float] = []
         self.spam_refused = 0  # DATA commands refused by the burst mode
+        self.connections = 0  # SMTP connections accepted so far
         self.before_accept = None  # called with the envelope just before a message is accepted
         self._controller: _Controller | None = None
         self.up()

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import time
 from pathlib import Path
 
 import pytest
 import time_machine
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from mailbot import intake, message, runner, store
@@ -41,6 +44,36 @@ def test_every_mail_fixture_has_its_expectation_and_no_expectation_is_orphaned()
     fixtures = expect_mails.names()
     expectations = sorted(p.name.removesuffix(expect_mails.SUFFIX) for p in MAIL.glob(f"*{expect_mails.SUFFIX}"))
     assert expectations == fixtures and len(fixtures) >= 18
+
+
+def _parsed_three_ways(raws: list[bytes]) -> tuple[list, list, list]:
+    """Parsed; parsed again (the header objects from message._fetched); parsed with that cache
+    bypassed (message._REMEMBERED below any length)."""
+    cached = [message.parse(raw) for raw in raws]
+    again = [message.parse(raw) for raw in raws]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(message, "_REMEMBERED", -1)
+        plain = [message.parse(raw) for raw in raws]
+    return cached, again, plain
+
+
+def test_remembered_header_objects_change_nothing():
+    """message._fetched keeps each parsed header (the email package parsed a Content-Type nine
+    times a mail): every mail fixture parses to the same Mail without it."""
+    cached, again, plain = _parsed_three_ways([fixture(n) for n in expect_mails.names()])
+    assert cached == again == plain
+
+
+_PRINTABLE = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(subject=_PRINTABLE, name=_PRINTABLE, filename=_PRINTABLE.filter(bool))
+def test_remembered_header_objects_change_nothing_for_random_headers(subject, name, filename):
+    raw = factory.mail(subject=subject, sender=email.utils.formataddr((name, "scjgj@example.gov.cn")),
+                       attachments=((filename, b"x", factory.XLSX),))
+    cached, again, plain = _parsed_three_ways([raw])
+    assert cached == again == plain
 
 
 GBK_ONLY = ("gb2312_label_rfc2047.eml", "gb2312_label_rfc2231.eml", "gbk_raw_8bit.eml")
@@ -417,6 +450,42 @@ def test_two_senders_at_once_never_send_a_mail_twice(setup):
         t.join()
     assert len(setup.smtp.messages) == 12
     assert len({m.message["Message-ID"] for m in setup.smtp.messages}) == 12
+
+
+@pytest.mark.config(replies={"daily_cap_per_sender": 100})
+def test_a_backlog_goes_out_over_one_connection_and_one_move_a_folder(setup, monkeypatch):
+    """bench_pipeline: a connection (connect, EHLO, QUIT) for every claim of five mails and a
+    MOVE for every mail were a fifth of a backlog's time. Now the sender keeps its connection from
+    batch to batch (renewed after outbox.MAILS_PER_LINE mails) and a batch's mails leave INBOX
+    in one MOVE for each folder."""
+    from mailbot import mailbox, outbox
+    moves = []
+    real_move = mailbox.Mailbox._move
+    monkeypatch.setattr(mailbox.Mailbox, "_move", lambda self, uids, folder: (moves.append((uids, folder)),
+                                                                              real_move(self, uids, folder)))
+    for i in range(12):
+        setup.account.append(factory.mail(message_id=f"<b{i}@example.gov.cn>", attachments=(("清单.xlsx", factory.checklist_xlsx(
+            report_date=dt.date(2026, 11, 1 + i)), factory.XLSX),)), date=factory.ON_TIME)
+    setup.account.append(factory.mail(message_id="<stranger@example.com>", sender="stranger@example.com"),
+                         date=factory.ON_TIME)
+    setup.smtp.down()
+    setup.poll()
+    assert moves == [(",".join(map(str, range(1, 13))), "已处理"), ("13", "待人工处理")], moves
+    assert setup.account.uids("INBOX") == []
+    setup.smtp.up()
+    connections = setup.smtp.connections
+    with store.writing(setup.engine) as s:
+        for out in s.exec(select(Outgoing)).scalars():
+            out.next_attempt_at = out.created_at
+    assert runner.deliver_all_due(setup.engine, setup.office) == 12
+    assert setup.smtp.connections - connections == 1, "12 mails, claimed five at a time, over one connection"
+    monkeypatch.setattr(outbox, "MAILS_PER_LINE", 5)
+    for i in range(12, 24):
+        setup.account.append(factory.mail(message_id=f"<b{i}@example.gov.cn>", attachments=(("清单.xlsx", factory.checklist_xlsx(
+            report_date=dt.date(2026, 11, i - 11), unit=f"第{i}单位"), factory.XLSX),)), date=factory.ON_TIME)
+    connections = setup.smtp.connections
+    setup.poll()
+    assert len(setup.smtp.messages) == 24 and setup.smtp.connections - connections == 3, "renewed after five"
 
 
 def test_idle_wakes_for_mail_that_arrived_before_it_started(setup):

@@ -1,6 +1,8 @@
 """The store: migrations match the models, SQLite is set up for a reader beside a writer."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +23,43 @@ def test_migrations_build_exactly_the_models(tmp_var):
     store.migrate(engine)  # a second run is harmless
     with engine.connect() as conn:
         assert conn.execute(text("select version_num from alembic_version")).scalar() == "0004_leases"
+
+
+def test_head_is_the_newest_migration():
+    """store.HEAD lets a migrated database be recognised without importing alembic: it must be
+    the revision alembic upgrades to (a new migration changes both)."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(Path(store.__file__).parent / "migrations"))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [store.HEAD]
+
+
+_DAEMON_START = """
+import sys
+from mailbot import store
+engine = store.connect(sys.argv[1], apart=sys.argv[2] == "apart")
+print(store.revision(engine), sorted({m.split(".")[0] for m in sys.modules} & {"alembic", "mako", "pygments"}))
+"""
+
+
+def test_the_daemon_migrates_in_a_process_of_its_own_and_never_holds_alembic(tmp_var):
+    """alembic (with mako and pygments) cost the daemon 15 MB for the rest of its life
+    (bench_pipeline): `mailbot run` migrates a new database in a child process, and a database
+    already at the newest revision is recognised without alembic."""
+    def start(name, how):
+        run = subprocess.run([sys.executable, "-c", _DAEMON_START, f"sqlite:///{tmp_var}/{name}", how],
+                             capture_output=True, text=True, cwd=Path(store.__file__).parent.parent)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip(), run.stderr
+
+    out, err = start("new.db", "apart")
+    assert out == "0004_leases []" and err == "", (out, err)
+    assert start("new.db", "apart") == ("0004_leases []", ""), "at the newest revision: nothing to run"
+    assert start("new.db", "in-process")[0] == "0004_leases []", "recognised without alembic"
+    assert start("other.db", "in-process")[0] == "0004_leases ['alembic', 'mako', 'pygments']", \
+        "the short commands migrate in their own process"
 
 
 def test_a_database_of_the_first_schema_is_migrated_with_its_rows(tmp_var):
