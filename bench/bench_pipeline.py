@@ -10,7 +10,8 @@ In one run, each case in fresh processes:
   C. latency with IDLE: `mailbot run` idle, one mail appended at a time, time until its receipt
      reaches the SMTP server — median and p95;
   D. memory of that daemon: idle, and while it drains the backlog (main process and tree).
-Goals (issue 8): >= 50 msg/s, A <= 2x B, median < 1 s, p95 < 3 s, daemon < 150 MB.
+Goals (issue 8, tightened by issue 16): >= 50 msg/s, A <= 1.2x B, median < 1 s, p95 < 3 s,
+the daemon's tree (main + workers) <= 150 MB PSS while draining.
 """
 from __future__ import annotations
 
