@@ -28,7 +28,7 @@ from .digest import MAIL_KIND_ZH, QUARANTINE_ZH
 from .mailbox import Mailbox
 from .models import Message, Submission
 from .obligations import STATE_ZH, period_of, shift_period
-from .status import print_table, status
+from .status import print_table, start_line, status
 from .template import build_template
 from .tongbao import period_zh
 from .terminal import cells, hanging, paragraphs, wrap
@@ -327,7 +327,7 @@ def play(config: Config, sent: list, console: Console, period: str | None = None
         deciders.close()
     rows = status(engine, office, period)
     _summary(teller, office, period, rows, story, _quarantined(engine, office))
-    print_table(office, rows, period, console)
+    print_table(office, rows, period, console, since=start_line(engine, office))
     return story
 
 
