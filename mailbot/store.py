@@ -124,8 +124,6 @@ def open_readonly(url: str) -> Engine | None:
 
 def has_table(engine: Engine, name: str) -> bool:
     """An older schema (a database not migrated since) lacks the newer tables."""
-    from sqlalchemy import inspect
-
     return inspect(engine).has_table(name)
 
 
